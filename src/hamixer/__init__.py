@@ -1,0 +1,12 @@
+"""hamixer: a Mixer block is one update of a hierarchical Hopfield network.
+
+``import hamixer`` registers the model family in timm, so that
+``timm.create_model("symmixer_s16_224")`` works.
+"""
+
+from .errors import ConfigError, HamixerError
+from .models import create_model, list_models
+
+__version__ = "0.1.0"
+
+__all__ = ["ConfigError", "HamixerError", "__version__", "create_model", "list_models"]

@@ -1,0 +1,3 @@
+from hamixer.cli import main
+
+raise SystemExit(main())

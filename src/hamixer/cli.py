@@ -1,0 +1,66 @@
+"""The ``hamixer`` command line.
+
+Every module in :mod:`hamixer.commands` is one sub-command: it defines ``NAME``, ``HELP``,
+``add_arguments(parser)`` and ``run(args) -> int``. Modules import heavy dependencies inside
+``run`` so that ``hamixer --help`` stays fast.
+
+Errors that are the user's input (:class:`hamixer.errors.HamixerError`, a missing file, a
+bad value) print one line to stderr and exit with status 2; nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import HamixerError
+
+
+def _command_modules() -> list:
+    from . import commands
+
+    mods = [importlib.import_module(f"{commands.__name__}.{m.name}")
+            for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_")]
+    return sorted(mods, key=lambda m: m.NAME)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hamixer",
+        description="Hierarchical associative memory and the Mixer family it generates.",
+    )
+    parser.add_argument("--version", action="version", version=f"hamixer {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in _command_modules():
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(func=mod.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except HamixerError as err:
+        print(f"hamixer {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as err:
+        print(f"hamixer {args.command}: error: {err.strerror or err}: {err.filename}",
+              file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"hamixer {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``hamixer`` command line, one module each (see :mod:`hamixer.cli`)."""

@@ -1,0 +1,20 @@
+"""Errors that the command line turns into a one-line message and a non-zero exit."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class HamixerError(Exception):
+    """Base class for every error that is the user's input, not a bug."""
+
+
+class ConfigError(HamixerError, ValueError):
+    """An unknown model name, an unknown keyword argument, or a value out of range."""
+
+
+def closest(word: str, choices: Iterable[str], n: int = 3) -> str:
+    """Return ``"; did you mean: a, b?"`` for the closest valid names, or ``""``."""
+    matches = difflib.get_close_matches(word, list(choices), n=n, cutoff=0.5)
+    return f"; did you mean: {', '.join(matches)}?" if matches else ""

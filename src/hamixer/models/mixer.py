@@ -1,0 +1,227 @@
+"""The backbone shared by the whole family: patch embedding → blocks → norm → pool → head."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from timm.layers import PatchEmbed, lecun_normal_
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from .blocks import BLOCK_TYPES, ParallelMixerBlock, _MixerBlockBase
+from .mlp import MLP_TYPES, MixingMLP
+from .norm import make_norm
+
+
+def _resolve(kind: str | type, table: dict[str, type], what: str) -> type:
+    if isinstance(kind, str):
+        if kind not in table:
+            raise ValueError(f"{what} must be one of {tuple(table)}, got {kind!r}")
+        return table[kind]
+    return kind
+
+
+class HamMixer(nn.Module):
+    """An MLP-Mixer whose block and MLP types are swappable.
+
+    The same class builds timm's MLP-Mixer (``block="serial", norm="token", mlp="free",
+    mlp_bias=True``), the paper's vanilla Mixer (serial, joint norm, no biases), ParaMixer
+    (parallel, free), SymMixer (parallel, symmetric) and AsymMixer (parallel, asymmetric).
+
+    Args:
+        num_classes: classifier outputs (0 for no head).
+        img_size: input resolution (square).
+        in_chans: input channels.
+        patch_size: side of the square patches; ``S = (img_size / patch_size)²`` tokens.
+        num_blocks: number of blocks (each with its own weights).
+        embed_dim: channels C.
+        mlp_ratio: (token hidden, channel hidden) as multiples of C.
+        block: ``"serial"``, ``"parallel"`` or a block class.
+        mlp: ``"free"``, ``"symmetric"``, ``"asymmetric"`` or an MLP class.
+        token_mlp: a different MLP type for token mixing (default: ``mlp``).
+        norm: ``"token"`` (per token over C) or ``"joint"`` (over S×C) in the blocks.
+        norm_affine: gain of the block norms: ``"elementwise"``, ``"scalar"`` or ``"none"``.
+        final_norm: kind of the norm before pooling (defaults to ``norm``, always
+            elementwise-affine).
+        mlp_bias: biases in the MLPs.
+        n_iter: applications of each block with shared weights (the recurrent dynamics).
+        asym_lambda: λ of ``aux_loss`` for MLPs with a breaking matrix.
+        drop_rate: dropout before the head.
+        proj_drop_rate: dropout inside the MLPs.
+        drop_path_rate: stochastic depth, linearly increasing over blocks.
+        global_pool: ``"avg"`` or ``""`` (no pooling).
+        stem_norm: LayerNorm inside the patch embedding.
+        weight_init: ``"official"`` (Xavier-uniform linears, zero head, zero biases) or
+            ``"timm"`` (timm's Mixer init: biases of MLPs ~ N(0, 1e-6)).
+        init: ``"default"`` or ``"symmetric"`` (start free MLPs at W2 = W1ᵀ exactly).
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        img_size: int = 224,
+        in_chans: int = 3,
+        patch_size: int = 16,
+        num_blocks: int = 8,
+        embed_dim: int = 512,
+        mlp_ratio: float | Sequence[float] = (0.5, 4.0),
+        block: str | type[_MixerBlockBase] = "parallel",
+        mlp: str | type[MixingMLP] = "free",
+        token_mlp: str | type[MixingMLP] | None = None,
+        norm: str = "joint",
+        norm_affine: str = "elementwise",
+        final_norm: str | None = None,
+        mlp_bias: bool = False,
+        n_iter: int = 1,
+        asym_lambda: float = 1e-4,
+        act_layer: type[nn.Module] = nn.GELU,
+        drop_rate: float = 0.0,
+        proj_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        global_pool: str = "avg",
+        stem_norm: bool = False,
+        weight_init: str = "official",
+        init: str = "default",
+    ) -> None:
+        super().__init__()
+        if n_iter < 1:
+            raise ValueError(f"n_iter must be >= 1, got {n_iter}")
+        if asym_lambda < 0:
+            raise ValueError(f"asym_lambda must be >= 0, got {asym_lambda}")
+        if global_pool not in ("avg", ""):
+            raise ValueError(f"global_pool must be 'avg' or '', got {global_pool!r}")
+        if img_size % patch_size != 0:
+            raise ValueError(f"img_size {img_size} is not a multiple of patch_size {patch_size}")
+        if weight_init not in ("official", "timm"):
+            raise ValueError(f"weight_init must be 'official' or 'timm', got {weight_init!r}")
+        if init not in ("default", "symmetric"):
+            raise ValueError(f"init must be 'default' or 'symmetric', got {init!r}")
+        block_cls = _resolve(block, BLOCK_TYPES, "block")
+        mlp_cls = _resolve(mlp, MLP_TYPES, "mlp")
+        token_mlp_cls = _resolve(token_mlp, MLP_TYPES, "token_mlp") if token_mlp else mlp_cls
+
+        self.num_classes = num_classes
+        self.global_pool = global_pool
+        self.num_features = self.head_hidden_size = self.embed_dim = embed_dim
+        self.n_iter = n_iter
+        self.asym_lambda = float(asym_lambda)
+        self.grad_checkpointing = False
+
+        self.stem = PatchEmbed(img_size=img_size, patch_size=patch_size, in_chans=in_chans,
+                               embed_dim=embed_dim, norm_layer=nn.LayerNorm if stem_norm else None)
+        seq_len = self.stem.num_patches
+        self.seq_len = seq_len
+        dpr = torch.linspace(0, drop_path_rate, num_blocks).tolist()
+        self.blocks = nn.Sequential(*[
+            block_cls(embed_dim, seq_len, mlp_ratio=mlp_ratio, mlp_layer=mlp_cls,
+                      token_mlp_layer=token_mlp_cls, norm=norm,
+                      norm_affine=norm_affine, mlp_bias=mlp_bias, act_layer=act_layer,
+                      drop=proj_drop_rate, drop_path=dpr[i])
+            for i in range(num_blocks)
+        ])
+        self.norm = make_norm(final_norm or norm, seq_len, embed_dim, "elementwise")
+        self.head_drop = nn.Dropout(drop_rate)
+        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.init_weights(weight_init)
+        if init == "symmetric":
+            self.symmetrize_()
+
+    # ----------------------------------------------------------------- initialisation
+    @torch.no_grad()
+    def init_weights(self, mode: str = "official") -> None:
+        """Xavier-uniform linears, LeCun-normal stem, zero head (official code and timm)."""
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear):
+                if name.startswith("head"):
+                    nn.init.zeros_(module.weight)
+                    nn.init.zeros_(module.bias)
+                    continue
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    if mode == "timm" and "mlp" in name:
+                        nn.init.normal_(module.bias, std=1e-6)
+                    else:
+                        nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Conv2d):
+                lecun_normal_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        # Tied and breaking matrices are plain Parameters, initialised like linears.
+        for name, param in self.named_parameters():
+            if name.endswith(("mlp.weight", "mlp.breaking")):
+                nn.init.xavier_uniform_(param)
+
+    @torch.no_grad()
+    def symmetrize_(self) -> None:
+        """Set W2 = W1ᵀ exactly in every free MLP (spontaneous symmetry-breaking start)."""
+        for module in self.modules():
+            fc1, fc2 = getattr(module, "fc1", None), getattr(module, "fc2", None)
+            if isinstance(fc1, nn.Linear) and isinstance(fc2, nn.Linear):
+                fc2.weight.copy_(fc1.weight.t())
+
+    # ------------------------------------------------------------------- timm API
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        return dict(stem=r"^stem", blocks=r"^blocks\.(\d+)")
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        self.num_classes = num_classes
+        if global_pool is not None:
+            if global_pool not in ("avg", ""):
+                raise ValueError(f"global_pool must be 'avg' or '', got {global_pool!r}")
+            self.global_pool = global_pool
+        device = next(self.parameters()).device
+        self.head = (nn.Linear(self.embed_dim, num_classes, device=device)
+                     if num_classes > 0 else nn.Identity())
+
+    def no_weight_decay(self) -> set[str]:
+        return set()
+
+    # -------------------------------------------------------------------- forward
+    def forward_blocks(self, x: Tensor) -> Tensor:
+        for blk in self.blocks:
+            for _ in range(self.n_iter):
+                if self.grad_checkpointing and self.training and not torch.jit.is_scripting():
+                    x = checkpoint(blk, x, use_reentrant=False)
+                else:
+                    x = blk(x)
+        return x
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        x = self.stem(x)
+        x = self.forward_blocks(x)
+        return self.norm(x)
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        if self.global_pool == "avg":
+            x = x.mean(dim=1)
+        x = self.head_drop(x)
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    # ----------------------------------------------------------------- the family
+    def aux_loss(self) -> Tensor:
+        """λ·Σ_blocks(‖W̃_tok‖² + ‖W̃_ch‖²); a zero tensor for models without W̃."""
+        total = self.head.weight.new_zeros(()) if isinstance(self.head, nn.Linear) else \
+            next(self.parameters()).new_zeros(())
+        if self.asym_lambda == 0.0:
+            return total
+        for blk in self.blocks:
+            total = total + blk.penalty()
+        return self.asym_lambda * total
+
+    @property
+    def parallel(self) -> bool:
+        return all(isinstance(b, ParallelMixerBlock) for b in self.blocks)

@@ -1,0 +1,185 @@
+"""Named configurations of the family, registered in timm.
+
+Names follow timm: ``{family}_{size}{patch}_{img}``. Paper sizes (224 px, patch 16 or 32):
+``s`` = 8 × 512, ``b`` = 12 × 768, ``l`` = 24 × 1024. CPU sizes: ``t4_28`` (28×28 grayscale,
+patch 4, 4 × 128), ``t4_32`` (32×32 RGB, patch 4, 4 × 128) and ``n2_8`` (8×8 grayscale,
+patch 2, 4 × 64, for scikit-learn's digits).
+
+``import hamixer`` registers every name, so ``timm.create_model(name, ...)`` works; the
+same models come from :func:`create_model`, which also checks names and keyword arguments
+and says which valid names are closest.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import inspect
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from timm.models import register_model
+from torch import nn
+
+from ..errors import ConfigError, closest
+from .mixer import HamMixer
+
+PAPER_ID = "arXiv:2406.12220"
+
+#: Arguments that set what a family *is*.
+FAMILIES: dict[str, dict[str, Any]] = {
+    # timm's MLP-Mixer rebuilt from our backbone (loads timm's state dicts).
+    "mlpmixer": dict(block="serial", norm="token", mlp="free", mlp_bias=True,
+                     norm_affine="elementwise", weight_init="timm"),
+    # The paper's vanilla Mixer: serial, LayerNorm over (S, C), no biases.
+    "vanillamixer": dict(block="serial", norm="joint", mlp="free", mlp_bias=False,
+                         norm_affine="elementwise"),
+    # Parallel token and channel mixing on one normalised input.
+    "paramixer": dict(block="parallel", norm="joint", mlp="free", mlp_bias=False,
+                      norm_affine="scalar"),
+    # Tied weights: the block is exactly one step of the Hopfield dynamics.
+    "symmixer": dict(block="parallel", norm="joint", mlp="symmetric", mlp_bias=False,
+                     norm_affine="scalar"),
+    # Tied weights plus a breaking matrix penalised by λ (default 1e-4).
+    "asymmixer": dict(block="parallel", norm="joint", mlp="asymmetric", mlp_bias=False,
+                      norm_affine="scalar", asym_lambda=1e-4),
+}
+
+#: Arguments that set a size.
+SIZES: dict[str, dict[str, Any]] = {
+    "s16_224": dict(num_blocks=8, embed_dim=512, patch_size=16, img_size=224),
+    "s32_224": dict(num_blocks=8, embed_dim=512, patch_size=32, img_size=224),
+    "b16_224": dict(num_blocks=12, embed_dim=768, patch_size=16, img_size=224),
+    "b32_224": dict(num_blocks=12, embed_dim=768, patch_size=32, img_size=224),
+    "l16_224": dict(num_blocks=24, embed_dim=1024, patch_size=16, img_size=224),
+    "l32_224": dict(num_blocks=24, embed_dim=1024, patch_size=32, img_size=224),
+    "t4_28": dict(num_blocks=4, embed_dim=128, patch_size=4, img_size=28, in_chans=1,
+                  num_classes=10),
+    "t4_32": dict(num_blocks=4, embed_dim=128, patch_size=4, img_size=32, in_chans=3,
+                  num_classes=10),
+    "n2_8": dict(num_blocks=4, embed_dim=64, patch_size=2, img_size=8, in_chans=1,
+                 num_classes=10),
+}
+
+#: name → keyword arguments of :class:`HamMixer`.
+MODEL_CONFIGS: dict[str, dict[str, Any]] = {}
+#: name → timm-style pretrained (here: preprocessing-only) config.
+default_cfgs: dict[str, dict[str, Any]] = {}
+
+#: name → callable that builds it from keyword arguments (HamMixer unless a family says).
+BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+# Passed by timm.create_model to every entrypoint; harmless here.
+_TIMM_PASSTHROUGH = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
+
+
+def _pretrained_cfg(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    in_chans = args.get("in_chans", 3)
+    img = args.get("img_size", 224)
+    return dict(
+        url="",  # no pretrained weights: every model here is trained from scratch
+        hf_hub_id=None,
+        architecture=name,
+        num_classes=args.get("num_classes", 1000),
+        input_size=(in_chans, img, img),
+        pool_size=None,
+        crop_pct=0.875 if img >= 224 else 1.0,
+        interpolation="bicubic",
+        fixed_input_size=True,
+        mean=(0.5,) * in_chans,
+        std=(0.5,) * in_chans,
+        first_conv="stem.proj",
+        classifier="head",
+        license="mit",
+        paper_ids=PAPER_ID,
+    )
+
+
+def builder_args(builder: Callable[..., nn.Module]) -> tuple[str, ...]:
+    """Keyword arguments ``builder`` accepts (a builder with ``**kwargs`` forwards to HamMixer)."""
+    params = inspect.signature(builder).parameters
+    names = [p for p, v in params.items() if p != "self" and v.kind is not v.VAR_KEYWORD]
+    if any(v.kind is v.VAR_KEYWORD for v in params.values()) and builder is not HamMixer:
+        names += [p for p in builder_args(HamMixer) if p not in names]
+    return tuple(names)
+
+
+def register_family(family: str, family_args: dict[str, Any],
+                    builder: Callable[..., nn.Module] = HamMixer) -> list[str]:
+    """Add every size of ``family`` to the registry and to timm; return the names.
+
+    Extensions (iMixer, for one) call this with their own defaults and builder.
+    """
+    FAMILIES[family] = dict(family_args)
+    names = []
+    for size, size_args in SIZES.items():
+        name = f"{family}_{size}"
+        MODEL_CONFIGS[name] = {**size_args, **family_args}
+        BUILDERS[name] = builder
+        default_cfgs[name] = _pretrained_cfg(name, MODEL_CONFIGS[name])
+        register_model(_make_entrypoint(name))
+        names.append(name)
+    return names
+
+
+def _make_entrypoint(name: str) -> Callable[..., nn.Module]:
+    def entrypoint(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+        return create_model(name, pretrained=pretrained, **kwargs)
+
+    entrypoint.__name__ = entrypoint.__qualname__ = name
+    entrypoint.__module__ = __name__
+    entrypoint.__doc__ = f"{name}: {MODEL_CONFIGS[name]}"
+    setattr(sys.modules[__name__], name, entrypoint)
+    return entrypoint
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered names matching a shell-style ``pattern``, sorted."""
+    return sorted(n for n in MODEL_CONFIGS if fnmatch.fnmatch(n, pattern))
+
+
+def model_args(name: str, **overrides: Any) -> dict[str, Any]:
+    """The constructor arguments of ``name`` with ``overrides`` applied, validated."""
+    if name not in MODEL_CONFIGS:
+        raise ConfigError(f"unknown model {name!r}{closest(name, MODEL_CONFIGS)}"
+                          " (`hamixer models` lists them)")
+    valid = builder_args(BUILDERS[name])
+    unknown = [k for k in overrides if k not in valid]
+    if unknown:
+        k = unknown[0]
+        raise ConfigError(f"unknown argument {k!r} for model {name!r}{closest(k, valid)}"
+                          f" (valid: {', '.join(valid)})")
+    return {**MODEL_CONFIGS[name], **overrides}
+
+
+def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """Build a registered model; ``kwargs`` override its configuration.
+
+    Raises:
+        ConfigError: unknown name or argument, an impossible value, or ``pretrained=True``.
+    """
+    cfg_overlay = kwargs.pop("pretrained_cfg_overlay", None) or {}
+    for key in _TIMM_PASSTHROUGH:
+        kwargs.pop(key, None)
+    device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+    args = model_args(name, **kwargs)
+    if pretrained:
+        raise ConfigError(f"no pretrained weights exist for {name!r}: hamixer models are "
+                          "trained from scratch (`hamixer train`)")
+    try:
+        model = BUILDERS[name](**args)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"{name}: {err}") from None
+    cfg = copy.deepcopy(default_cfgs[name])
+    cfg.update(_pretrained_cfg(name, args))
+    cfg.update(cfg_overlay)
+    model.pretrained_cfg = model.default_cfg = cfg
+    model.model_name = name
+    model.model_args = {k: v for k, v in args.items() if k in kwargs}
+    if device is not None or dtype is not None:
+        model.to(device=device, dtype=dtype)
+    return model
+
+
+for _family, _args in list(FAMILIES.items()):
+    register_family(_family, _args)
