@@ -156,13 +156,16 @@ class _NormLagrangian(Lagrangian):
             raise ValueError(f"eps must be > 0, got {eps}")
         self.eps = float(eps)
 
+    def _gain(self, x: Tensor) -> Tensor:
+        return self.gain.to(x.dtype)
+
     def _linear(self, x: Tensor) -> Tensor:
         if self.shift is None:
             return x.new_zeros(())
-        return (self.shift * x).sum(dim=self.axes, keepdim=True)
+        return (self.shift.to(x.dtype) * x).sum(dim=self.axes, keepdim=True)
 
     def _shifted(self, g: Tensor) -> Tensor:
-        return g if self.shift is None else g + self.shift
+        return g if self.shift is None else g + self.shift.to(g.dtype)
 
     def extra_repr(self) -> str:
         return f"axes={self.axes}, eps={self.eps:g}, shift={self.shift is not None}"
@@ -187,11 +190,11 @@ class LayerNormLagrangian(_NormLagrangian):
         return math.prod(x.shape[a] for a in self.axes)
 
     def density(self, x: Tensor) -> Tensor:
-        return self._count(x) * self.gain * self._std(x) + self._linear(x)
+        return self._count(x) * self._gain(x) * self._std(x) + self._linear(x)
 
     def activation(self, x: Tensor) -> Tensor:
         centered = x - x.mean(dim=self.axes, keepdim=True)
-        return self._shifted(self.gain * centered / self._std(x))
+        return self._shifted(self._gain(x) * centered / self._std(x))
 
 
 class SphericalLagrangian(_NormLagrangian):
@@ -205,10 +208,10 @@ class SphericalLagrangian(_NormLagrangian):
         return torch.sqrt(x.square().sum(dim=self.axes, keepdim=True) + self.eps)
 
     def density(self, x: Tensor) -> Tensor:
-        return self.gain * self._norm(x) + self._linear(x)
+        return self._gain(x) * self._norm(x) + self._linear(x)
 
     def activation(self, x: Tensor) -> Tensor:
-        return self._shifted(self.gain * x / self._norm(x))
+        return self._shifted(self._gain(x) * x / self._norm(x))
 
 
 LAGRANGIANS: dict[str, type[Lagrangian]] = {
