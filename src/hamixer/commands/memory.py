@@ -7,7 +7,7 @@ import argparse
 NAME = "memory"
 HELP = "train the three-layer HAM (LayerNorm visible, two ReLU hidden) as a denoising memory"
 
-DEFAULT_EPOCHS = {"digits": 300, "fashion-mnist": 3}
+DEFAULT_EPOCHS = {"digits": 100, "fashion-mnist": 3}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
