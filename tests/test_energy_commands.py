@@ -47,10 +47,12 @@ def test_memory_training_reduces_the_denoising_error():
 def test_memory_train_fashion_mnist_subset(tmp_path):
     out = tmp_path / "fm"
     rc = main(["memory", "train", "--dataset", "fashion-mnist", "--epochs", "1",
-               "--train-size", "256", "--hidden", "16", "--out", str(out), "--no-progress"])
+               "--train-size", "256", "--test-size", "256", "--hidden", "16", "--out", str(out),
+               "--no-progress"])
     assert rc == 0
     meta = json.loads((out / "config.json").read_text())
     assert meta["config"]["visible"] == 784 and meta["train_images"] == 256
+    assert meta["test_images"] == 256
 
 
 @pytest.mark.parametrize("argv,needle", [

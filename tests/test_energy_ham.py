@@ -80,8 +80,8 @@ def test_continuous_ham_dynamics_decrease_energy(method, step):
         ham = make_ham(seed)
         states = random_states(ham, 4, seed=seed + 10)
         traj = integrate_ham(ham, states, torch.linspace(0, 2, 41), method=method,
-                             step_size=step, rtol=1e-5, atol=1e-7, tau={"visible": 1.0, "h1": 0.5, "h2": 0.3,
-                                                  "h3": 2.0})
+                             step_size=step, rtol=1e-5, atol=1e-7,
+                             tau={"visible": 1.0, "h1": 0.5, "h2": 0.3, "h3": 2.0})
         diffs = traj.energy[1:] - traj.energy[:-1]
         assert diffs.max() <= 1e-7, (method, seed, diffs.max())
         assert (traj.energy[-1] < traj.energy[0] - 1e-2).all()

@@ -25,6 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"{DEFAULT_EPOCHS['fashion-mnist']} (fashion-mnist)")
     t.add_argument("--train-size", type=int, default=None,
                    help="use only the first N training images (default: all)")
+    t.add_argument("--test-size", type=int, default=None,
+                   help="evaluate on the first N test images (default: all)")
     t.add_argument("--hidden", type=int, default=900, help="units in each hidden layer")
     t.add_argument("--batch-size", type=int, default=512)
     t.add_argument("--lr", type=float, default=1e-4)
@@ -91,8 +93,9 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"{name} must be > 0, got {value}")
     if args.noise < 0:
         raise ConfigError(f"--noise must be >= 0, got {args.noise}")
-    if args.train_size is not None and args.train_size < 1:
-        raise ConfigError(f"--train-size must be >= 1, got {args.train_size}")
+    for name, value in (("--train-size", args.train_size), ("--test-size", args.test_size)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{name} must be >= 1, got {value}")
     device = _device(args.device)
     torch.manual_seed(args.seed)
 
@@ -101,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     if train_split.images.ndim != 3:
         raise ConfigError(f"expected grayscale images [N, H, W], got {train_split.images.shape}")
     train = images_to_unit(train_split.images[: args.train_size]).to(device)
-    test = images_to_unit(test_split.images).to(device)
+    test = images_to_unit(test_split.images[: args.test_size]).to(device)
     cfg = MemoryConfig(visible=shape[0] * shape[1], hidden=(args.hidden, args.hidden),
                        steps=args.steps, step_size=args.step_size, noise_std=args.noise,
                        image_shape=shape)
