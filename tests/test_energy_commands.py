@@ -43,6 +43,7 @@ def test_memory_training_reduces_the_denoising_error():
     assert after.test_mse < after.test_noisy_mse  # better than returning the noisy input
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(default_data_dir("fashion-mnist") is None, reason="Fashion-MNIST not found")
 def test_memory_train_fashion_mnist_subset(tmp_path):
     out = tmp_path / "fm"
