@@ -33,6 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--steps", type=int, default=10, help="descent steps of recall")
     t.add_argument("--step-size", type=float, default=0.1, help="α of x ← x − α ∂E/∂g")
     t.add_argument("--noise", type=float, default=0.3, help="σ of the Gaussian corruption")
+    t.add_argument("--init-scale", type=float, default=0.1,
+                   help="synapse weights start as N(0, (scale/√visible)²): small, so that the "
+                        "receptive fields show what training learned")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     t.add_argument("--out", required=True, help="output folder")
@@ -88,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
                         ("--batch-size", args.batch_size), ("--steps", args.steps)):
         if value < 1:
             raise ConfigError(f"{name} must be >= 1, got {value}")
-    for name, value in (("--lr", args.lr), ("--step-size", args.step_size)):
+    for name, value in (("--lr", args.lr), ("--step-size", args.step_size),
+                        ("--init-scale", args.init_scale)):
         if not value > 0:
             raise ConfigError(f"{name} must be > 0, got {value}")
     if args.noise < 0:
@@ -107,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     test = images_to_unit(test_split.images[: args.test_size]).to(device)
     cfg = MemoryConfig(visible=shape[0] * shape[1], hidden=(args.hidden, args.hidden),
                        steps=args.steps, step_size=args.step_size, noise_std=args.noise,
-                       image_shape=shape)
+                       init_scale=args.init_scale, image_shape=shape)
     model = EnergyMemory(cfg).to(device)
     result = train_memory(model, train, test, epochs, args.batch_size, args.lr, args.seed,
                           progress=not args.no_progress)

@@ -37,6 +37,7 @@ class MemoryConfig:
     steps: int = 10
     step_size: float = 0.1
     noise_std: float = 0.3
+    init_scale: float = 0.1  # synapse weights ~ N(0, (init_scale / √visible)²)
     image_shape: tuple[int, int] = (28, 28)
 
     def to_dict(self) -> dict:
@@ -61,7 +62,7 @@ class EnergyMemory(nn.Module):
         self.cfg = cfg
         if math.prod(cfg.image_shape) != cfg.visible:
             raise ValueError(f"image shape {cfg.image_shape} does not have {cfg.visible} pixels")
-        std = 1.0 / math.sqrt(cfg.visible)
+        std = cfg.init_scale / math.sqrt(cfg.visible)
         neurons = {"visible": Neurons((cfg.visible,), LayerNormLagrangian(-1, 1.0, None, cfg.eps))}
         synapses = {}
         for i, n in enumerate(cfg.hidden, start=1):
