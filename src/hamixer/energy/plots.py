@@ -19,20 +19,31 @@ def _plt():
 
 def receptive_fields_png(fields: np.ndarray, path: str | os.PathLike, title: str,
                          count: int = 64) -> None:
-    """Grid of the first ``count`` receptive fields ``[N, H, W]`` (each scaled to ±max|w|)."""
+    """Grid of the first ``count`` receptive fields ``[N, H, W]``, each scaled to ±max|w|.
+
+    The grid is one mosaic image (one ``imshow``, fast) with white borders.
+    """
     from ..io import save_figure
 
     plt = _plt()
     n = min(count, len(fields))
     cols = int(math.ceil(math.sqrt(n)))
     rows = int(math.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.9, rows * 0.9 + 0.6))
-    for i, ax in enumerate(np.atleast_1d(axes).ravel()):
-        ax.axis("off")
-        if i < n:
-            lim = float(np.abs(fields[i]).max()) or 1.0
-            ax.imshow(fields[i], cmap="RdBu_r", vmin=-lim, vmax=lim)
-    fig.suptitle(title + "\n(red +, blue −; each field scaled to its own max |w|)", fontsize=9)
+    h, w = fields.shape[1:3]
+    pad = max(1, h // 10)
+    mosaic = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad), np.nan)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        lim = float(np.abs(fields[i]).max()) or 1.0
+        top, left = pad + r * (h + pad), pad + c * (w + pad)
+        mosaic[top:top + h, left:left + w] = fields[i] / lim
+    fig, ax = plt.subplots(figsize=(7, 7 * rows / cols + 0.6))
+    cmap = plt.get_cmap("RdBu_r").copy()
+    cmap.set_bad("white")
+    im = ax.imshow(mosaic, cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
+    ax.axis("off")
+    fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02, label="w / max|w| of the field")
+    ax.set_title(title, fontsize=9)
     save_figure(fig, path)
     plt.close(fig)
 
