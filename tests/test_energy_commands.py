@@ -38,7 +38,7 @@ def test_memory_training_reduces_the_denoising_error():
     test = images_to_unit(load_digits_arrays(False).images)
     model = EnergyMemory(MemoryConfig(visible=64, hidden=(64, 64), image_shape=(8, 8)))
     before = train_memory(model, train, test, epochs=0, progress=False).test_mse
-    after = train_memory(model, train, test, epochs=8, lr=3e-3, progress=False)
+    after = train_memory(model, train, test, epochs=5, lr=3e-3, progress=False)
     assert after.test_mse < 0.9 * before
     assert after.test_mse < after.test_noisy_mse  # better than returning the noisy input
 

@@ -38,8 +38,7 @@ def receptive_fields_png(fields: np.ndarray, path: str | os.PathLike, title: str
         top, left = pad + r * (h + pad), pad + c * (w + pad)
         mosaic[top:top + h, left:left + w] = fields[i] / lim
     fig, ax = plt.subplots(figsize=(7, 7 * rows / cols + 0.6))
-    cmap = plt.get_cmap("RdBu_r").copy()
-    cmap.set_bad("white")
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="white")
     im = ax.imshow(mosaic, cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
     ax.axis("off")
     fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02, label="w / max|w| of the field")
