@@ -95,6 +95,13 @@ class ParallelMixerBlock(_MixerBlockBase):
     def forward(self, x: Tensor) -> Tensor:
         return x + self.drop_path(self.update(x))
 
+    def energy(self, x: Tensor, pseudo: bool = False) -> Tensor:
+        """Energy (THEORY §2) of visible states ``x`` [B, S, C] → [B]; see
+        :func:`hamixer.energy.block_energy` for when it is exact and what ``pseudo`` means."""
+        from ..energy.mixer_energy import block_energy  # lazy: energy imports this module
+
+        return block_energy(self, x, pseudo=pseudo)
+
 
 BLOCK_TYPES: dict[str, type[_MixerBlockBase]] = {
     "serial": SerialMixerBlock,
