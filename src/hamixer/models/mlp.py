@@ -30,6 +30,15 @@ def apply_linear(x: Tensor, weight: Tensor, bias: Tensor | None, axis: int) -> T
     """``weight`` ([out, in]) applied along ``axis`` of ``x`` with an optional ``bias``."""
     if axis == -1:
         return F.linear(x, weight, bias)
+    if x.dim() == 3:
+        # One batched GEMM with the weight broadcast over the batch (stride 0): unlike
+        # ``torch.matmul``, which folds the batch into one GEMM through transposed copies of
+        # ``x`` and hands the backward a transposed gradient, neither pass copies anything.
+        w = weight.expand(x.shape[0], *weight.shape)
+        if bias is None:
+            return torch.bmm(w, x)
+        b = bias.unsqueeze(-1).expand(x.shape[0], weight.shape[0], x.shape[-1])
+        return torch.baddbmm(b, w, x)
     y = torch.matmul(weight, x)
     return y if bias is None else y + bias.unsqueeze(-1)
 
