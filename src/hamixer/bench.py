@@ -266,9 +266,9 @@ def run_benchmark(shapes: Sequence[str], dtypes: Sequence[str],
             raise ConfigError(f"unknown candidate {c!r}; choose from {', '.join(CANDIDATES)}")
     if rounds < 1 or warmup < 0:
         raise ConfigError(f"need rounds >= 1 and warmup >= 0, got {rounds} and {warmup}")
-    threads = threads or os.cpu_count() or 1
-    if threads < 1:
+    if threads is not None and threads < 1:
         raise ConfigError(f"threads must be >= 1, got {threads}")
+    threads = threads or os.cpu_count() or 1
     dev = resolve_device(device)
     log = log or (lambda _msg: None)
     results: dict[str, Any] = dict(

@@ -26,21 +26,34 @@ def _check_axis(axis: int) -> int:
     return axis
 
 
-def apply_linear(x: Tensor, weight: Tensor, bias: Tensor | None, axis: int) -> Tensor:
-    """``weight`` ([out, in]) applied along ``axis`` of ``x`` with an optional ``bias``."""
+def apply_linear(x: Tensor, weight: Tensor, bias: Tensor | None, axis: int,
+                 residual: Tensor | None = None) -> Tensor:
+    """``weight`` ([out, in]) applied along ``axis`` of ``x`` with an optional ``bias``.
+
+    With ``residual`` (the shape of the result) it returns ``residual + linear(x)``, the
+    addition done by the GEMM itself (β = 1) instead of by a separate elementwise pass.
+    """
     if axis == -1:
-        return F.linear(x, weight, bias)
+        if residual is None:
+            return F.linear(x, weight, bias)
+        base = residual if bias is None else residual + bias
+        y = torch.addmm(base.reshape(-1, weight.shape[0]), x.reshape(-1, weight.shape[1]),
+                        weight.t())
+        return y.view(base.shape)
     if x.dim() == 3:
         # One batched GEMM with the weight broadcast over the batch (stride 0): unlike
         # ``torch.matmul``, which folds the batch into one GEMM through transposed copies of
         # ``x`` and hands the backward a transposed gradient, neither pass copies anything.
         w = weight.expand(x.shape[0], *weight.shape)
-        if bias is None:
+        base = None if bias is None else bias.unsqueeze(-1)
+        if residual is not None:
+            base = residual if base is None else residual + base
+        if base is None:
             return torch.bmm(w, x)
-        b = bias.unsqueeze(-1).expand(x.shape[0], weight.shape[0], x.shape[-1])
-        return torch.baddbmm(b, w, x)
+        return torch.baddbmm(base.expand(x.shape[0], weight.shape[0], x.shape[-1]), w, x)
     y = torch.matmul(weight, x)
-    return y if bias is None else y + bias.unsqueeze(-1)
+    y = y if bias is None else y + bias.unsqueeze(-1)
+    return y if residual is None else residual + y
 
 
 class MixingMLP(nn.Module, abc.ABC):
@@ -91,6 +104,13 @@ class MixingMLP(nn.Module, abc.ABC):
     def forward(self, x: Tensor) -> Tensor:
         h = self.drop(self.act(self.hidden(x)))
         return self.drop(apply_linear(h, self.w2, self.b2, self.axis))
+
+    def forward_residual(self, x: Tensor, residual: Tensor) -> Tensor:
+        """``residual + self(x)``, the addition done by the output GEMM (a skip connection)."""
+        if not isinstance(self.drop, nn.Identity):
+            return residual + self(x)
+        h = self.act(self.hidden(x))
+        return apply_linear(h, self.w2, self.b2, self.axis, residual=residual)
 
     def penalty(self) -> Tensor:
         """Squared Frobenius norm of the symmetry-breaking matrix (zero if there is none)."""
