@@ -121,3 +121,20 @@ def test_drop_path_keeps_the_plain_path():
     out = model.blocks[-1](x)
     # Stochastic depth drops whole samples: some rows are exactly the input.
     assert any(torch.equal(out[i], x[i]) for i in range(8))
+
+
+@pytest.mark.parametrize("axis", [-1, -2])
+def test_inference_gelu_in_place_equals_autograd_path(axis):
+    mlp = _randomize(FreeMLP(6, 10, axis=axis, bias=True))
+    x = torch.randn(3, 6, 6)
+    with torch.no_grad():
+        fast = mlp(x)
+        h = mlp.hidden(x)
+        assert torch.equal(mlp.activate(h), F.gelu(mlp.hidden(x)))  # in place, same values
+        assert torch.equal(h, F.gelu(mlp.hidden(x)))  # h itself was overwritten
+    x.requires_grad_(True)
+    slow = mlp(x)
+    assert slow.requires_grad and torch.allclose(fast, slow, atol=1e-6)
+    h = mlp.hidden(x)
+    a = mlp.activate(h)
+    assert a is not h and not torch.equal(a, h)  # training keeps h for the backward

@@ -101,15 +101,21 @@ class MixingMLP(nn.Module, abc.ABC):
         """Pre-activation of the hidden units, ``W1 · x + b1`` along ``axis``."""
         return apply_linear(x, self.w1, self.b1, self.axis)
 
+    def activate(self, h: Tensor) -> Tensor:
+        """``act(h)``; in place when nothing will differentiate through ``h`` (inference)."""
+        if type(self.act) is nn.GELU and not (h.requires_grad and torch.is_grad_enabled()):
+            return torch._C._nn.gelu_(h, approximate=self.act.approximate)
+        return self.act(h)
+
     def forward(self, x: Tensor) -> Tensor:
-        h = self.drop(self.act(self.hidden(x)))
+        h = self.drop(self.activate(self.hidden(x)))
         return self.drop(apply_linear(h, self.w2, self.b2, self.axis))
 
     def forward_residual(self, x: Tensor, residual: Tensor) -> Tensor:
         """``residual + self(x)``, the addition done by the output GEMM (a skip connection)."""
         if not isinstance(self.drop, nn.Identity):
             return residual + self(x)
-        h = self.act(self.hidden(x))
+        h = self.activate(self.hidden(x))
         return apply_linear(h, self.w2, self.b2, self.axis, residual=residual)
 
     def penalty(self) -> Tensor:
