@@ -1,7 +1,7 @@
 """Speed benchmark of the Mixer family against timm's ``MlpMixer`` and against the machine.
 
-One process times every candidate at one shape interleaved (A B C … A B C …), after a
-warm-up, and reports the median of the rounds, so a machine whose load drifts slows every
+One process times every candidate at one shape interleaved (A B C … B C A … C A B …),
+after a warm-up, and reports the median of the rounds, so a machine whose load drifts slows every
 candidate alike and the ratios stay meaningful. For each candidate it reports
 
 * training steps (forward + cross-entropy + backward + AdamW) and inference forwards per
@@ -213,12 +213,17 @@ def peak_step_memory(runner: Runner, device: torch.device) -> int:
 
 
 def interleave(runners: list[Runner], rounds: int, warmup: int, device: torch.device) -> None:
-    """Time ``rounds`` steps of every runner, interleaved, after ``warmup`` steps each."""
+    """Time ``rounds`` steps of every runner, interleaved, after ``warmup`` steps each.
+
+    Round ``r`` starts at runner ``r mod n``, so no candidate always follows the same one
+    (whose cache footprint it would inherit).
+    """
     for runner in runners:
         for _ in range(warmup):
             runner.step()
-    for _ in range(rounds):
-        for runner in runners:
+    n = len(runners)
+    for r in range(rounds):
+        for runner in runners[r % n:] + runners[:r % n]:
             _sync(device)
             c0, t0 = time.process_time(), time.perf_counter()
             runner.step()
