@@ -64,7 +64,7 @@ class JointLayerNorm(nn.Module):
         weight = self.weight
         if self.affine == "scalar":
             # The scalar gain broadcast (stride 0) as an elementwise one: a single fused
-            # layer_norm pass forward and backward, 2-5x cheaper than layer_norm + addcmul.
+            # layer_norm pass forward and backward instead of layer_norm + addcmul.
             weight = weight.expand(self.normalized_shape)
         return F.layer_norm(x, self.normalized_shape, weight, self.bias, self.eps)
 
