@@ -138,3 +138,23 @@ def test_inference_gelu_in_place_equals_autograd_path(axis):
     h = mlp.hidden(x)
     a = mlp.activate(h)
     assert a is not h and not torch.equal(a, h)  # training keeps h for the backward
+
+
+def test_fused_paths_respect_hooks_and_custom_forwards():
+    model = create_model("mlpmixer_n2_8").eval()
+    blk = model.blocks[0]
+    seen = []
+    blk.token_mlp.register_forward_hook(lambda m, i, o: seen.append("token"))
+    blk.channel_mlp.act.register_forward_hook(lambda m, i, o: seen.append("act"))
+    x = torch.randn(2, model.seq_len, model.embed_dim)
+    with torch.no_grad():
+        blk(x)
+    assert seen == ["token", "act"]  # both hooks ran, in place GELU or fused skip or not
+
+    class Doubled(FreeMLP):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    mlp = _randomize(Doubled(5, 7, axis=-1))
+    x = torch.randn(3, 4, 5)
+    assert torch.allclose(mlp.forward_residual(x, x), x + 2 * FreeMLP.forward(mlp, x), atol=1e-6)

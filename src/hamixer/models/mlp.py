@@ -26,6 +26,15 @@ def _check_axis(axis: int) -> int:
     return axis
 
 
+def _has_hooks(module: nn.Module) -> bool:
+    """Whether calling ``module`` would run forward hooks (its own or global ones)."""
+    from torch.nn.modules import module as module_mod
+
+    return bool(module._forward_hooks or module._forward_pre_hooks
+                or getattr(module_mod, "_global_forward_hooks", None)
+                or getattr(module_mod, "_global_forward_pre_hooks", None))
+
+
 def apply_linear(x: Tensor, weight: Tensor, bias: Tensor | None, axis: int,
                  residual: Tensor | None = None) -> Tensor:
     """``weight`` ([out, in]) applied along ``axis`` of ``x`` with an optional ``bias``.
@@ -103,7 +112,8 @@ class MixingMLP(nn.Module, abc.ABC):
 
     def activate(self, h: Tensor) -> Tensor:
         """``act(h)``; in place when nothing will differentiate through ``h`` (inference)."""
-        if type(self.act) is nn.GELU and not (h.requires_grad and torch.is_grad_enabled()):
+        if (type(self.act) is nn.GELU and not (h.requires_grad and torch.is_grad_enabled())
+                and not _has_hooks(self.act)):
             return torch._C._nn.gelu_(h, approximate=self.act.approximate)
         return self.act(h)
 
@@ -112,8 +122,13 @@ class MixingMLP(nn.Module, abc.ABC):
         return self.drop(apply_linear(h, self.w2, self.b2, self.axis))
 
     def forward_residual(self, x: Tensor, residual: Tensor) -> Tensor:
-        """``residual + self(x)``, the addition done by the output GEMM (a skip connection)."""
-        if not isinstance(self.drop, nn.Identity):
+        """``residual + self(x)``, the addition done by the output GEMM (a skip connection).
+
+        Falls back to ``residual + self(x)`` where the fused path would change behaviour:
+        dropout, a subclass with its own ``forward``, or forward hooks on the module.
+        """
+        if (not isinstance(self.drop, nn.Identity) or type(self).forward is not MixingMLP.forward
+                or _has_hooks(self)):
             return residual + self(x)
         h = self.activate(self.hidden(x))
         return apply_linear(h, self.w2, self.b2, self.axis, residual=residual)
