@@ -71,6 +71,9 @@ class SerialMixerBlock(_MixerBlockBase):
         self.norm2 = make_norm(norm, seq_len, dim, norm_affine)
 
     def forward(self, x: Tensor) -> Tensor:
+        if isinstance(self.drop_path, nn.Identity):  # skip additions inside the GEMMs
+            x = self.token_mlp.forward_residual(self.norm1(x), x)
+            return self.channel_mlp.forward_residual(self.norm2(x), x)
         x = x + self.drop_path(self.token_mlp(self.norm1(x)))
         return x + self.drop_path(self.channel_mlp(self.norm2(x)))
 
@@ -93,6 +96,10 @@ class ParallelMixerBlock(_MixerBlockBase):
         return self.token_mlp(g) + self.channel_mlp(g)
 
     def forward(self, x: Tensor) -> Tensor:
+        if isinstance(self.drop_path, nn.Identity):
+            # x + Tok(g) + Ch(g) with both additions inside the output GEMMs.
+            g = self.norm(x)
+            return self.channel_mlp.forward_residual(g, self.token_mlp.forward_residual(g, x))
         return x + self.drop_path(self.update(x))
 
     def energy(self, x: Tensor, pseudo: bool = False) -> Tensor:

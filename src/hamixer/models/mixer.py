@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from timm.layers import PatchEmbed, lecun_normal_
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
@@ -197,8 +198,29 @@ class HamMixer(nn.Module):
                     x = blk(x)
         return x
 
+    def embed(self, x: Tensor) -> Tensor:
+        """Patch embedding ``[B, in_chans, H, W] → [B, S, C]``, contiguous.
+
+        The same function as ``self.stem`` (a stride-``p`` convolution, then flatten and
+        transpose), computed as one GEMM on the unfolded patches. The convolution's output,
+        transposed to ``[B, S, C]``, is a non-contiguous view; every residual add keeps that
+        layout, so every norm and linear of every block would copy it again.
+        """
+        stem = self.stem
+        p_h, p_w = stem.patch_size
+        if (x.dim() != 4 or tuple(x.shape[-2:]) != tuple(stem.img_size) or not stem.flatten
+                or getattr(stem, "dynamic_img_pad", False)):
+            return self.stem(x).contiguous()  # the checks and errors of timm's PatchEmbed
+        b, c, h, w = x.shape
+        patches = (x.reshape(b, c, h // p_h, p_h, w // p_w, p_w)
+                   .permute(0, 2, 4, 1, 3, 5)
+                   .reshape(b, (h // p_h) * (w // p_w), c * p_h * p_w))
+        weight = stem.proj.weight
+        x = F.linear(patches, weight.reshape(weight.shape[0], -1), stem.proj.bias)
+        return stem.norm(x)
+
     def forward_features(self, x: Tensor) -> Tensor:
-        x = self.stem(x)
+        x = self.embed(x)
         x = self.forward_blocks(x)
         return self.norm(x)
 

@@ -26,12 +26,43 @@ def _check_axis(axis: int) -> int:
     return axis
 
 
-def apply_linear(x: Tensor, weight: Tensor, bias: Tensor | None, axis: int) -> Tensor:
-    """``weight`` ([out, in]) applied along ``axis`` of ``x`` with an optional ``bias``."""
+def _has_hooks(module: nn.Module) -> bool:
+    """Whether calling ``module`` would run forward hooks (its own or global ones)."""
+    from torch.nn.modules import module as module_mod
+
+    return bool(module._forward_hooks or module._forward_pre_hooks
+                or getattr(module_mod, "_global_forward_hooks", None)
+                or getattr(module_mod, "_global_forward_pre_hooks", None))
+
+
+def apply_linear(x: Tensor, weight: Tensor, bias: Tensor | None, axis: int,
+                 residual: Tensor | None = None) -> Tensor:
+    """``weight`` ([out, in]) applied along ``axis`` of ``x`` with an optional ``bias``.
+
+    With ``residual`` (the shape of the result) it returns ``residual + linear(x)``, the
+    addition done by the GEMM itself (β = 1) instead of by a separate elementwise pass.
+    """
     if axis == -1:
-        return F.linear(x, weight, bias)
+        if residual is None:
+            return F.linear(x, weight, bias)
+        base = residual if bias is None else residual + bias
+        y = torch.addmm(base.reshape(-1, weight.shape[0]), x.reshape(-1, weight.shape[1]),
+                        weight.t())
+        return y.view(base.shape)
+    if x.dim() == 3:
+        # One batched GEMM with the weight broadcast over the batch (stride 0): unlike
+        # ``torch.matmul``, which folds the batch into one GEMM through transposed copies of
+        # ``x`` and hands the backward a transposed gradient, neither pass copies anything.
+        w = weight.expand(x.shape[0], *weight.shape)
+        base = None if bias is None else bias.unsqueeze(-1)
+        if residual is not None:
+            base = residual if base is None else residual + base
+        if base is None:
+            return torch.bmm(w, x)
+        return torch.baddbmm(base.expand(x.shape[0], weight.shape[0], x.shape[-1]), w, x)
     y = torch.matmul(weight, x)
-    return y if bias is None else y + bias.unsqueeze(-1)
+    y = y if bias is None else y + bias.unsqueeze(-1)
+    return y if residual is None else residual + y
 
 
 class MixingMLP(nn.Module, abc.ABC):
@@ -79,9 +110,28 @@ class MixingMLP(nn.Module, abc.ABC):
         """Pre-activation of the hidden units, ``W1 · x + b1`` along ``axis``."""
         return apply_linear(x, self.w1, self.b1, self.axis)
 
+    def activate(self, h: Tensor) -> Tensor:
+        """``act(h)``; in place when nothing will differentiate through ``h`` (inference)."""
+        if (type(self.act) is nn.GELU and not (h.requires_grad and torch.is_grad_enabled())
+                and not _has_hooks(self.act)):
+            return torch._C._nn.gelu_(h, approximate=self.act.approximate)
+        return self.act(h)
+
     def forward(self, x: Tensor) -> Tensor:
-        h = self.drop(self.act(self.hidden(x)))
+        h = self.drop(self.activate(self.hidden(x)))
         return self.drop(apply_linear(h, self.w2, self.b2, self.axis))
+
+    def forward_residual(self, x: Tensor, residual: Tensor) -> Tensor:
+        """``residual + self(x)``, the addition done by the output GEMM (a skip connection).
+
+        Falls back to ``residual + self(x)`` where the fused path would change behaviour:
+        dropout, a subclass with its own ``forward``, or forward hooks on the module.
+        """
+        if (not isinstance(self.drop, nn.Identity) or type(self).forward is not MixingMLP.forward
+                or _has_hooks(self)):
+            return residual + self(x)
+        h = self.activate(self.hidden(x))
+        return apply_linear(h, self.w2, self.b2, self.axis, residual=residual)
 
     def penalty(self) -> Tensor:
         """Squared Frobenius norm of the symmetry-breaking matrix (zero if there is none)."""

@@ -61,10 +61,12 @@ class JointLayerNorm(nn.Module):
         return (self.num_tokens, self.dim)
 
     def forward(self, x: Tensor) -> Tensor:
+        weight = self.weight
         if self.affine == "scalar":
-            return torch.addcmul(self.bias, F.layer_norm(x, self.normalized_shape, eps=self.eps),
-                                 self.weight)
-        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+            # The scalar gain broadcast (stride 0) as an elementwise one: a single fused
+            # layer_norm pass forward and backward instead of layer_norm + addcmul.
+            weight = weight.expand(self.normalized_shape)
+        return F.layer_norm(x, self.normalized_shape, weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
         return f"({self.num_tokens}, {self.dim}), eps={self.eps}, affine={self.affine}"
