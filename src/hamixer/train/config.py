@@ -182,9 +182,15 @@ def parse_kv(items: list[str] | None) -> dict[str, Any]:
         if not sep or not key:
             raise ConfigError(f"expected KEY=VALUE, got {item!r}")
         try:
-            out[key.strip()] = yaml.safe_load(value)
+            parsed = yaml.safe_load(value)
         except yaml.YAMLError:
             raise ConfigError(f"cannot parse value of {item!r}") from None
+        if isinstance(parsed, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                pass
+        out[key.strip()] = parsed
     return out
 
 

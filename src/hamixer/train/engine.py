@@ -238,6 +238,18 @@ def _write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
     write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
+#: Settings a resumed run may change (they do not change what is computed).
+RESUMABLE_CHANGES = frozenset({"out", "resume", "quiet", "threads", "device", "data_dir",
+                               "download"})
+
+
+def _check_same_config(saved: dict[str, Any], cfg: TrainConfig, out: Path) -> None:
+    for key, value in cfg.to_dict().items():
+        if key not in RESUMABLE_CHANGES and key in saved and saved[key] != value:
+            raise HamixerError(f"{out} was trained with {key}={saved[key]!r}, not {value!r}; "
+                               "resume with the same settings or choose another --out")
+
+
 def _fmt_row(row: dict[str, Any], epochs: int, best: float) -> str:
     return (f"epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.4f} "
             f"acc {row['train_acc']:5.2f}  test loss {row['test_loss']:.4f} "
@@ -300,6 +312,7 @@ def run_training(cfg: TrainConfig, hooks: Sequence[EpochHook] = (),
         if meta["model"] != cfg.model or meta["dataset"]["name"] != cfg.dataset:
             raise HamixerError(f"{out}: holds {meta['model']} on {meta['dataset']['name']}, "
                                f"not {cfg.model} on {cfg.dataset}")
+        _check_same_config(meta.get("config", {}), cfg, out)
         model.load_state_dict(weights)
         restore_training_state(meta, state, optimizer, scheduler, scaler)
         start_epoch, best_acc = int(meta["epoch"]), float(meta["best_acc"])
