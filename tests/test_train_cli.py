@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -82,7 +83,7 @@ def test_resume_continues_exactly(tmp_path):
     resumed = run_training(cut, hooks=[_StopAfter(99)])
     a, b = _rows(tmp_path / "full"), _rows(tmp_path / "cut")
     assert [r["epoch"] for r in b] == [1, 2, 3] and "head_norm" in b[0]
-    for ra, rb in zip(a, b):
+    for ra, rb in zip(a, b, strict=True):
         for k in ("train_loss", "test_loss", "test_acc", "lr", "head_norm"):
             assert ra[k] == rb[k], (ra["epoch"], k)
     wa = load_file(str(tmp_path / "full" / "last.safetensors"))
@@ -135,3 +136,30 @@ def test_compare_writes_table_json_and_curves(tmp_path, capsys):
     assert main(["compare", "--dataset", "digits", "--models", "paramixer,symmixer",
                  "--seeds", "0,1", "--epochs", "2", "--out", str(out), *TINY]) == 0
     assert (out / "paramixer_n2_8" / "seed0" / "last.json").stat().st_mtime == mtime
+
+
+def test_train_rgb_image_folder_with_paper_augmentations(tmp_path):
+    """RGB images of mixed sizes, resized; RandAugment, erasing, mixup/cutmix, 2× upsampling."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 8), ("test", 4)):
+        for cls in ("a", "b", "c"):
+            d = tmp_path / "data" / split / cls
+            d.mkdir(parents=True)
+            for i in range(n):
+                size = (int(rng.integers(10, 40)), int(rng.integers(10, 40)))
+                Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(
+                    d / f"{i}.png")
+    out = tmp_path / "run"
+    assert main(["train", "--model", "vanillamixer", "--dataset", "imagefolder", "--data-dir",
+                 str(tmp_path / "data"), "--epochs", "1", "--batch-size", "8", "--out",
+                 str(out), "--model-kwargs", "num_blocks=1", "embed_dim=16", "img_size=32",
+                 "--randaugment", "2", "--reprob", "0.25", "--mixup", "0.8", "--cutmix", "1.0",
+                 "--hflip", "0.5", "--crop-padding", "2", "--drop-path", "0.1", "--amp",
+                 "--quiet", "--threads", "1"]) == 0
+    meta = json.loads((out / "last.json").read_text())
+    assert meta["dataset"]["classes"] == ["a", "b", "c"] and meta["dataset"]["in_chans"] == 3
+    assert meta["model_kwargs"]["num_classes"] == 3
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["amp"] == "bfloat16" and summary["train_images"] == 24

@@ -108,6 +108,9 @@ def plot_curves(curves: dict[str, list[list[dict[str, Any]]]], path: Path, title
         if len(seed_rows) > 1:
             std = acc.std(axis=0, ddof=1)
             ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("test top-1 accuracy (%)")
     ax.set_title(title + (f" (mean ± std over {len(seed_rows)} seeds)"
