@@ -50,6 +50,18 @@ def test_train_writes_everything(tmp_path, capsys):
                  "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["top1"] == pytest.approx(rows[-1]["test_acc"]) and res["top5"] >= res["top1"]
+    # files from different saves, a non-checkpoint and a corrupt file: one-line errors
+    meta["epoch"] = 1
+    (out / "last.json").write_text(json.dumps(meta))
+    assert main(["eval", "--checkpoint", str(out / "last.json")]) == 2
+    assert "files of different saves" in capsys.readouterr().err
+    (out / "other.json").write_text("{}")
+    assert main(["eval", "--checkpoint", str(out / "other.json")]) == 2
+    assert "not a hamixer checkpoint" in capsys.readouterr().err
+    (out / "best.safetensors").write_bytes(b"\x00" * 10)
+    assert main(["eval", "--checkpoint", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "not a readable safetensors file" in err and err.count("\n") == 1
     # a second run into the same directory must not overwrite it
     assert main(["train", "--dataset", "digits", "--epochs", "2", "--out", str(out),
                  *TINY]) == 2
