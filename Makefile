@@ -15,7 +15,7 @@ $(BIN)/hamixer: pyproject.toml
 install: $(BIN)/hamixer
 
 run: install
-	$(BIN)/hamixer models
+	$(BIN)/hamixer compare --dataset digits
 
 test: install
 	$(BIN)/ruff check src tests

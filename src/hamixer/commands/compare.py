@@ -1,0 +1,60 @@
+"""``hamixer compare``: train several models on one dataset under the same budget; tabulate."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "compare"
+HELP = ("train models with the same seed, data order and budget; write results.md, "
+        "results.json and curves.png")
+DEFAULT_MODELS = "vanillamixer,paramixer,symmixer,asymmixer"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..train.cli_args import add_config_arguments
+
+    p.add_argument("--models", default=DEFAULT_MODELS,
+                   help="comma-separated names or families (sized for the dataset) "
+                        f"(default {DEFAULT_MODELS})")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2 (mean ± std)")
+    p.add_argument("--out", default=None, help="output directory (default runs/compare-DATASET)")
+    add_config_arguments(p, compare=True)
+
+
+def _seeds(text: str) -> list[int]:
+    from ..errors import ConfigError
+
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds must be comma-separated integers, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds must be distinct integers, got {text!r}")
+    return seeds
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..errors import ConfigError
+    from ..train.cli_args import config_from_args, resolve_model_name
+    from ..train.compare import run_compare
+
+    seeds = _seeds(args.seeds)
+    base = config_from_args(args)
+    models = [resolve_model_name(m.strip(), base.dataset) for m in args.models.split(",")
+              if m.strip()]
+    if not models or len(set(models)) != len(models):
+        raise ConfigError(f"--models must be distinct names, got {args.models!r}")
+    from ..models.registry import model_args
+
+    for m in models:
+        model_args(m, **base.model_kwargs)  # fail on a bad name before training anything
+    out = Path(args.out or f"runs/compare-{base.dataset}")
+    print(f"compare {', '.join(models)} on {base.dataset}: {base.epochs} epochs, batch "
+          f"{base.batch_size}, seeds {', '.join(map(str, seeds))} -> {out}")
+    res = run_compare(base, models, seeds, out)
+    print()
+    print(res["table"])
+    print(f"\nwrote {out / 'results.md'}, {out / 'results.json'}, {out / 'curves.png'}")
+    return 0

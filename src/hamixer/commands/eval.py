@@ -1,0 +1,69 @@
+"""``hamixer eval``: top-1/top-5 accuracy of a trained checkpoint on a dataset's test split."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "eval"
+HELP = "evaluate a checkpoint (directory or file) on a dataset: top-1/top-5 accuracy"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True,
+                   help="a run directory (uses best, else last) or a .json/.safetensors file")
+    p.add_argument("--dataset", default=None, help="default: the dataset it was trained on")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--split", choices=["test", "train"], default="test")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--limit", type=int, default=None, help="only the first N images")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--amp", action="store_true", help="bfloat16 (CPU) / float16 (CUDA) autocast")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from ..data import dataset_info, load_split
+    from ..data.pipeline import ImageBatches
+    from ..errors import ConfigError, HamixerError
+    from ..train.checkpoint import load_model
+    from ..train.engine import evaluate, select_device
+
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    device = select_device(args.device)
+    model, meta = load_model(args.checkpoint, device=device)
+    ds = meta["dataset"]
+    name = args.dataset or ds["name"]
+    dataset_info(name)
+    data_dir = args.data_dir
+    if data_dir is None and name == ds["name"]:
+        data_dir = meta.get("config", {}).get("data_dir")
+    split = load_split(name, args.split == "train", data_dir, img_size=ds["img_size"],
+                       in_chans=ds["in_chans"])
+    if split.images.shape[-1] != ds["in_chans"]:
+        raise HamixerError(f"{name} has {split.images.shape[-1]} channels; the model was "
+                           f"trained on {ds['in_chans']} ({ds['name']})")
+    if len(split.classes) != ds["num_classes"]:
+        raise HamixerError(f"{name} has {len(split.classes)} classes; the model predicts "
+                           f"{ds['num_classes']} ({ds['name']})")
+    batches = ImageBatches(split, args.batch_size, ds["img_size"], tuple(ds["mean"]),
+                           tuple(ds["std"]), ds["num_classes"], train=False, device=device,
+                           limit=args.limit)
+    amp_dtype = None
+    if args.amp:
+        amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    res = evaluate(model, batches, device, amp_dtype)
+    out = {"checkpoint": meta["path"], "model": meta["model"], "epoch": meta["epoch"],
+           "dataset": name, "split": args.split, "images": res["n"], "top1": res["top1"],
+           "top5": res["top5"], "loss": res["loss"]}
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"{meta['model']} (epoch {meta['epoch']}) on {name} {args.split} "
+              f"({res['n']} images): top-1 {res['top1']:.2f}%  top-5 {res['top5']:.2f}%  "
+              f"loss {res['loss']:.4f}")
+    return 0

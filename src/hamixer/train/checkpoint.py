@@ -1,0 +1,206 @@
+"""Checkpoints as safetensors + JSON (never pickle).
+
+A checkpoint ``DIR/<tag>`` (``last`` or ``best``) is three files, each written atomically:
+
+- ``<tag>.safetensors``: the model weights;
+- ``<tag>.state.safetensors``: optimiser tensors (``optim.<param>.<name>``) and RNG states;
+- ``<tag>.json``: model name and constructor arguments, dataset, epoch, metrics, the
+  resolved config, optimiser/scheduler/grad-scaler scalars and the Python/numpy RNG states.
+
+The epoch is stamped into all three, so files from two different saves are detected.
+:func:`load_model` rebuilds a trained model from any of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import HamixerError
+from ..io import atomic_path, write_json
+
+FORMAT = "hamixer-checkpoint"
+VERSION = 1
+
+
+def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], epoch: int) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": FORMAT, "epoch": str(epoch)})
+
+
+def _load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, (f.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as err:
+        raise HamixerError(f"{path}: not a readable safetensors file ({err})") from None
+
+
+def rng_state() -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Python, numpy (JSON) and torch (tensors) RNG states."""
+    py = random.getstate()
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    json_state = {"python": [py[0], list(py[1]), py[2]],
+                  "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(gauss)]}
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    return json_state, tensors
+
+
+def set_rng_state(json_state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    py = json_state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    name, keys, pos, has_gauss, gauss = json_state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng.cuda."))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda[:torch.cuda.device_count()])
+
+
+def _split_optimizer(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    tensors, scalars = {}, {}
+    for idx, pstate in state["state"].items():
+        for key, value in pstate.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{idx}.{key}"] = value
+            else:
+                scalars.setdefault(str(idx), {})[key] = value
+    return {"param_groups": state["param_groups"], "scalars": scalars}, tensors
+
+
+def _join_optimizer(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = value
+    for idx, scalars in meta.get("scalars", {}).items():
+        state.setdefault(int(idx), {}).update(scalars)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return obj.item() if obj.numel() == 1 else obj.tolist()
+    if isinstance(obj, (np.generic,)):
+        return obj.item()
+    return obj
+
+
+def save_checkpoint(out_dir: str | os.PathLike, tag: str, model: nn.Module,
+                    meta: dict[str, Any], optimizer: torch.optim.Optimizer | None = None,
+                    scheduler: Any = None, scaler: Any = None) -> Path:
+    """Write ``<tag>.safetensors``, ``<tag>.state.safetensors`` and ``<tag>.json``."""
+    out = Path(out_dir)
+    epoch = int(meta["epoch"])
+    _save_tensors(out / f"{tag}.safetensors", model.state_dict(), epoch)
+    rng_json, state_tensors = rng_state()
+    meta = {"format": FORMAT, "version": VERSION, **meta, "rng": rng_json}
+    if optimizer is not None:
+        opt_meta, opt_tensors = _split_optimizer(optimizer.state_dict())
+        meta["optimizer"] = _jsonable(opt_meta)
+        state_tensors.update(opt_tensors)
+    if scheduler is not None:
+        meta["scheduler"] = _jsonable(scheduler.state_dict())
+    if scaler is not None:
+        meta["scaler"] = _jsonable(scaler.state_dict())
+    _save_tensors(out / f"{tag}.state.safetensors", state_tensors, epoch)
+    write_json(out / f"{tag}.json", meta)  # last: its presence means the save completed
+    return out / f"{tag}.json"
+
+
+def resolve_checkpoint(path: str | os.PathLike, prefer: str = "best") -> Path:
+    """The ``.json`` of a checkpoint given a directory, a ``.json`` or a ``.safetensors``."""
+    path = Path(path)
+    if path.is_dir():
+        for tag in (prefer, "last", "best"):
+            if (path / f"{tag}.json").is_file():
+                return path / f"{tag}.json"
+        raise HamixerError(f"no checkpoint in {path} (expected best.json or last.json)")
+    if path.name.endswith(".state.safetensors"):
+        path = path.with_name(path.name[: -len(".state.safetensors")] + ".json")
+    elif path.suffix == ".safetensors":
+        path = path.with_suffix(".json")
+    if not path.is_file():
+        raise HamixerError(f"checkpoint not found: {path}")
+    return path
+
+
+def read_meta(json_path: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads(json_path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise HamixerError(f"{json_path}: not a readable checkpoint ({err})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise HamixerError(f"{json_path}: not a hamixer checkpoint")
+    return meta
+
+
+def load_checkpoint(path: str | os.PathLike, prefer: str = "best"
+                    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, Any]]:
+    """(model weights, optimiser/RNG tensors, metadata) of one checkpoint."""
+    json_path = resolve_checkpoint(path, prefer)
+    meta = read_meta(json_path)
+    stem = json_path.name[: -len(".json")]
+    weights, wmeta = _load_tensors(json_path.with_name(f"{stem}.safetensors"))
+    state_path = json_path.with_name(f"{stem}.state.safetensors")
+    state, smeta = _load_tensors(state_path) if state_path.is_file() else ({}, {})
+    for m in (wmeta, smeta):
+        if m and m.get("epoch") != str(meta["epoch"]):
+            raise HamixerError(f"{json_path}: files of different saves (epoch {m.get('epoch')} "
+                               f"vs {meta['epoch']}); the save was interrupted")
+    meta["path"] = str(json_path)
+    return weights, state, meta
+
+
+def load_model(path: str | os.PathLike, prefer: str = "best",
+               device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a trained model from a checkpoint directory or file; returns (model, meta).
+
+    ``meta`` holds ``model``, ``model_kwargs``, ``dataset`` (name, classes, size,
+    normalisation), ``epoch``, ``metrics`` and the training ``config``.
+    """
+    from ..models import create_model
+
+    weights, _, meta = load_checkpoint(path, prefer)
+    model = create_model(meta["model"], **meta.get("model_kwargs", {}))
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise HamixerError(f"{meta['path']}: weights do not fit {meta['model']} ({first})") \
+            from None
+    return model.to(device).eval(), meta
+
+
+def restore_training_state(meta: dict[str, Any], state: dict[str, torch.Tensor],
+                           optimizer: torch.optim.Optimizer, scheduler: Any = None,
+                           scaler: Any = None) -> None:
+    """Load optimiser, scheduler, grad-scaler and RNG states saved by :func:`save_checkpoint`."""
+    if "optimizer" in meta:
+        optimizer.load_state_dict(_join_optimizer(meta["optimizer"], state))
+    if scheduler is not None and "scheduler" in meta:
+        scheduler.load_state_dict(meta["scheduler"])
+    if scaler is not None and meta.get("scaler"):
+        scaler.load_state_dict(meta["scaler"])
+    if "rng" in meta:
+        set_rng_state(meta["rng"], state)

@@ -1,0 +1,200 @@
+"""The training configuration: one dataclass, filled from defaults < YAML file < command line.
+
+The resolved configuration is saved with every run (``config.yaml``) and inside checkpoints,
+so a run can be repeated or resumed from what it wrote.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError, closest
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of ``hamixer train`` (the paper's recipe, THEORY §6, at CPU scale)."""
+
+    # what
+    model: str = "paramixer_n2_8"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    dataset: str = "digits"
+    data_dir: str | None = None
+    download: bool = False
+    img_size: int | None = None  # default: the model's (imagefolder images are resized to it)
+    limit_train: int | None = None  # first N training images only (quick runs, tests)
+    limit_test: int | None = None
+    # how long
+    epochs: int = 30
+    batch_size: int = 64
+    # optimiser: AdamW, lr = base_lr · batch_size / lr_base_size unless lr is given
+    opt: str = "adamw"
+    lr: float | None = None
+    base_lr: float = 5e-4
+    lr_base_size: int = 512
+    weight_decay: float = 0.05
+    opt_eps: float = 1e-8
+    clip_grad: float | None = 1.0
+    # schedule: cosine with linear warm-up, stepped every update
+    sched: str = "cosine"
+    warmup_epochs: float = 1.0
+    warmup_lr: float = 1e-6
+    min_lr: float = 1e-5
+    # regularisation and augmentation
+    label_smoothing: float = 0.1
+    drop_path: float = 0.0
+    crop_padding: int = 0
+    hflip: float = 0.0
+    randaugment_n: int = 0  # RandAugment ops per image (0: off); the paper uses 2, m9, mstd 0.5
+    randaugment_m: float = 9.0
+    randaugment_mstd: float = 0.5
+    reprob: float = 0.0
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    mixup_prob: float = 1.0
+    mixup_switch_prob: float = 0.5
+    # machine
+    device: str = "auto"
+    amp: bool = False
+    amp_dtype: str = "auto"  # auto: bfloat16 on CPU, float16 with a GradScaler on CUDA
+    seed: int = 0
+    threads: int | None = None  # torch CPU threads (default: torch's choice)
+    # output
+    out: str | None = None
+    resume: bool = False
+    save_best: bool = True
+    quiet: bool = False
+
+    def validate(self) -> TrainConfig:
+        checks = [
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.lr is None or self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.base_lr > 0, f"base_lr must be > 0, got {self.base_lr}"),
+            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
+            (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
+            (0 <= self.drop_path < 1, "drop_path must be in [0, 1)"),
+            (0 <= self.reprob <= 1, "reprob must be in [0, 1]"),
+            (0 <= self.hflip <= 1, "hflip must be in [0, 1]"),
+            (self.mixup >= 0 and self.cutmix >= 0, "mixup and cutmix must be >= 0"),
+            (self.warmup_epochs >= 0, "warmup_epochs must be >= 0"),
+            (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+             f"device must be auto, cpu or cuda, got {self.device!r}"),
+            (self.amp_dtype in ("auto", "bfloat16", "float16"),
+             f"amp_dtype must be auto, bfloat16 or float16, got {self.amp_dtype!r}"),
+            (self.sched in ("cosine", "step", "plateau", "poly", "tanh", "multistep", "none"),
+             f"unknown sched {self.sched!r}"),
+            (self.clip_grad is None or self.clip_grad > 0, "clip_grad must be > 0 or null"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+        return self
+
+    @property
+    def resolved_lr(self) -> float:
+        """The peak learning rate: explicit, or linearly scaled from ``base_lr``."""
+        if self.lr is not None:
+            return self.lr
+        return self.base_lr * self.batch_size / self.lr_base_size
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Check a YAML value's type against the field's default (ints are fine for floats)."""
+    default = getattr(TrainConfig(), name)
+    if value is None or default is None:
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        return float(value)
+    elif isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+    elif isinstance(default, dict):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name} must be a mapping, got {value!r}")
+    elif isinstance(default, str) and not isinstance(value, str):
+        raise ConfigError(f"{name} must be a string, got {value!r}")
+    return value
+
+
+def find_config_file(name: str | os.PathLike) -> Path:
+    """A YAML path, or the name of a shipped config (``digits``, ``fashion-mnist``, ...)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    shipped = CONFIG_DIR / f"{path.stem}.yaml"
+    if not path.suffix and shipped.is_file():
+        return shipped
+    names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    raise ConfigError(f"config file not found: {name} (shipped configs: {', '.join(names)})")
+
+
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    path = find_config_file(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} invalid YAML") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    return data
+
+
+def merge(base: TrainConfig, overrides: dict[str, Any], source: str) -> TrainConfig:
+    """A copy of ``base`` with ``overrides`` applied; unknown keys are an error."""
+    updates = {}
+    for key, value in overrides.items():
+        key = key.replace("-", "_")
+        if key not in FIELD_NAMES:
+            raise ConfigError(f"{source}: unknown setting {key!r}{closest(key, FIELD_NAMES)}")
+        updates[key] = _coerce(key, value)
+    if "model_kwargs" in updates:  # kwargs merge rather than replace
+        updates["model_kwargs"] = {**base.model_kwargs, **updates["model_kwargs"]}
+    return dataclasses.replace(base, **updates)
+
+
+def parse_kv(items: list[str] | None) -> dict[str, Any]:
+    """``["k=v", ...]`` with YAML-typed values (``drop_rate=0.1``, ``mlp_ratio=[0.5,4]``)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"expected KEY=VALUE, got {item!r}")
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"cannot parse value of {item!r}") from None
+        if isinstance(parsed, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                pass
+        out[key.strip()] = parsed
+    return out
+
+
+def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
+    from ..io import write_text
+
+    write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
