@@ -35,6 +35,7 @@ def plot_symmetry(rows: Sequence[dict[str, Any]], path: str | os.PathLike,
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     series = symmetry_series(rows)
     if not series:
@@ -57,6 +58,7 @@ def plot_symmetry(rows: Sequence[dict[str, Any]], path: str | os.PathLike,
             ax.set_title(f"{kind}-mixing MLP")
             ax.set_ylabel(_LABELS[measure])
             ax.grid(alpha=0.3)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             if r == len(measures) - 1:
                 ax.set_xlabel("epoch")
     axes[0][1].legend(fontsize=8, loc="best")
