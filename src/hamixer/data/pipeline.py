@@ -121,8 +121,13 @@ class ImageBatches:
                               antialias=True, align_corners=False)
         return (x - self.mean) / self.std
 
-    def batches(self, seed: int | None = None) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-        """One epoch; training order is ``randperm`` under ``seed``, evaluation is in order."""
+    def batches(self, seed: int | None = None, start: int = 0
+                ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        """One epoch; training order is ``randperm`` under ``seed``, evaluation is in order.
+
+        ``start`` skips the first batches without drawing any random numbers for them (a run
+        resumed mid-epoch restores the RNG state saved after those batches).
+        """
         n = len(self.labels)
         if self.train:
             gen = torch.Generator().manual_seed(int(seed or 0))
@@ -132,8 +137,8 @@ class ImageBatches:
         else:
             order = torch.arange(n)
         bs = self.batch_size
-        for start in range(0, len(order), bs):
-            idx = order[start:start + bs]
+        for first in range(start * bs, len(order), bs):
+            idx = order[first:first + bs]
             if self._mixup is not None and len(idx) % 2:
                 idx = idx[:-1]
             x, y = self.images[idx], self.labels[idx]

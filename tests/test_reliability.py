@@ -1,0 +1,115 @@
+"""A training run that is killed, interrupted, diverges or gets bad input loses nothing and
+writes nothing broken: real subprocesses are killed with SIGKILL/SIGTERM and resumed."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from hamixer.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+# 256 images in batches of 16: 16 steps an epoch, with every source of randomness switched on
+RUN = ["train", "--model", "paramixer", "--dataset", "digits", "--epochs", "3",
+       "--model-kwargs", "num_blocks=1", "embed_dim=16", "--limit-train", "256",
+       "--limit-test", "64", "--batch-size", "16", "--threads", "1", "--seed", "3",
+       "--crop-padding", "1", "--reprob", "0.25", "--mixup", "0.8", "--cutmix", "1.0",
+       "--drop-path", "0.1", "--hflip", "0.5", "--checkpoint-every-steps", "3"]
+TIMING = {"seconds", "train_seconds", "images_per_s"}
+
+
+def _env():
+    return {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+
+
+def _rows(out):
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted run (in-process: same code, same single thread)."""
+    out = tmp_path_factory.mktemp("ref") / "run"
+    assert main([*RUN, "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def _start(out):
+    return subprocess.Popen([sys.executable, "-m", "hamixer", *RUN, "--out", str(out),
+                             "--quiet"], env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_mid_epoch_checkpoint(proc, out, min_epoch):
+    """Poll until ``last.json`` is a save from within epoch ``min_epoch + 1`` or later."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the run finished before it could be interrupted"
+        try:
+            meta = json.loads((out / "last.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            meta = {}
+        if meta.get("step") and meta["epoch"] >= min_epoch:
+            return meta
+        time.sleep(0.002)
+    raise AssertionError("no mid-epoch checkpoint appeared")
+
+
+def _resume_and_compare(out, reference):
+    res = subprocess.run([sys.executable, "-m", "hamixer", *RUN, "--out", str(out), "--resume"],
+                         env=_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "resuming" in res.stdout
+    assert _rows(out) == _rows(reference)  # bitwise: floats compared with ==
+    for name in ("last.safetensors", "best.safetensors"):
+        a, b = load_file(str(out / name)), load_file(str(reference / name))
+        assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a), name
+
+
+def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(tmp_path, reference):
+    out = tmp_path / "run"
+    proc = _start(out)
+    meta = _wait_for_mid_epoch_checkpoint(proc, out, min_epoch=1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert meta["step"] % 3 == 0 and 0 < meta["step"] < 16
+    (out / ".last.json.abc.tmp").write_text("{")  # what a kill during a save leaves
+    _resume_and_compare(out, reference)
+    assert not list(out.glob(".*.tmp"))  # the resumed run cleaned up after the killed one
+
+
+def test_sigterm_finishes_the_step_saves_and_exits_143(tmp_path, reference):
+    out = tmp_path / "run"
+    proc = _start(out)
+    _wait_for_mid_epoch_checkpoint(proc, out, min_epoch=0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert err.count("\n") == 1 and "stopped by SIGTERM" in err and "--resume" in err
+    meta = json.loads((out / "last.json").read_text())
+    assert f"step {meta.get('step', 0)}" in err or f"epoch {meta['epoch']})" in err
+    _resume_and_compare(out, reference)
+
+
+def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    # an absurd learning rate: the first update is finite, the next loss overflows
+    assert main(["train", "--model", "paramixer", "--dataset", "digits", "--epochs", "2",
+                 "--model-kwargs", "num_blocks=1", "embed_dim=16", "--limit-train", "64",
+                 "--limit-test", "32", "--batch-size", "16", "--threads", "1", "--quiet",
+                 "--lr", "1e30", "--set", "warmup_epochs=0", "clip_grad=null",
+                 "--checkpoint-every-steps", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "loss became nan at epoch 1 step 2 (global step 2)" in err
+    assert f"last good checkpoint: {out / 'last.json'} (epoch 0 step 1)" in err, err
+    meta = json.loads((out / "last.json").read_text())
+    assert meta["epoch"] == 0 and meta["step"] == 1
+    assert not (out / "metrics.jsonl").exists() and not (out / "best.json").exists()
