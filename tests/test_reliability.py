@@ -16,7 +16,7 @@ from hamixer.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 # 256 images in batches of 16: 16 steps an epoch, with every source of randomness switched on
-RUN = ["train", "--model", "paramixer", "--dataset", "digits", "--epochs", "3",
+RUN = ["train", "--model", "paramixer", "--dataset", "digits", "--epochs", "2",
        "--model-kwargs", "num_blocks=1", "embed_dim=16", "--limit-train", "256",
        "--limit-test", "64", "--batch-size", "16", "--threads", "1", "--seed", "3",
        "--crop-padding", "1", "--reprob", "0.25", "--mixup", "0.8", "--cutmix", "1.0",
@@ -113,3 +113,79 @@ def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     meta = json.loads((out / "last.json").read_text())
     assert meta["epoch"] == 0 and meta["step"] == 1
     assert not (out / "metrics.jsonl").exists() and not (out / "best.json").exists()
+
+
+SMALL = ["--model", "paramixer", "--dataset", "digits", "--epochs", "1", "--model-kwargs",
+         "num_blocks=1", "embed_dim=16", "--limit-train", "32", "--limit-test", "32",
+         "--batch-size", "16", "--threads", "1", "--quiet"]
+
+
+def _one_line_error(capsys, *needles):
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("hamixer "), err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def test_a_second_run_into_a_locked_directory_fails_at_once(tmp_path, capsys):
+    import fcntl
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with open(out / ".lock", "a+") as held:  # another run holds the directory
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert main(["train", *SMALL, "--out", str(out)]) == 2
+        _one_line_error(capsys, "in use by another run")
+        assert sorted(p.name for p in out.iterdir()) == [".lock"]
+    assert main(["train", *SMALL, "--out", str(out)]) == 0  # released: the run goes ahead
+
+
+def test_an_output_dir_that_cannot_be_written(tmp_path, capsys):
+    assert main(["train", *SMALL, "--out", "/dev/null/run"]) == 2
+    _one_line_error(capsys, "cannot write to output directory /dev/null/run")
+    if os.geteuid() == 0:
+        pytest.skip("running as root: a read-only directory does not stop root")
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o500)
+    assert main(["train", *SMALL, "--out", str(ro / "run")]) == 2
+    _one_line_error(capsys, "cannot write to output directory")
+
+
+@pytest.mark.parametrize("bad", [
+    ["--dataset", "mnist", "--data-dir", "{tmp}/missing"],
+    ["--dataset", "imagefolder", "--data-dir", "{tmp}/empty"],
+    ["--model", "nosuchmixer"],
+    ["--model-kwargs", "num_layers=3"],
+    ["--config", "{tmp}/bad.yaml"],
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, bad):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad.yaml").write_text("epochs: [1, 2\nlr: 0.1\n")
+    bad = [x.replace("{tmp}", str(tmp_path)) for x in bad]
+    out = tmp_path / "run"
+    assert main(["train", *SMALL, *bad, "--out", str(out)]) == 2
+    _one_line_error(capsys)
+    assert not out.exists()
+
+
+def test_checkpoints_of_another_architecture_or_corrupt_are_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *SMALL, "--out", str(out)]) == 0
+    meta = json.loads((out / "best.json").read_text())
+    # a corrupt tensor file: the checksum catches it before anything is loaded
+    state = out / "last.state.safetensors"
+    data = bytearray(state.read_bytes())
+    data[-1] ^= 0xFF
+    state.write_bytes(bytes(data))
+    assert main(["train", *SMALL, "--epochs", "2", "--out", str(out), "--resume"]) == 2
+    _one_line_error(capsys, "checksum mismatch for last.state.safetensors")
+    # the JSON describes another architecture than the weights hold
+    meta["model_kwargs"]["embed_dim"] = 24
+    (out / "best.json").write_text(json.dumps(meta))
+    assert main(["eval", "--checkpoint", str(out / "best.json")]) == 2
+    _one_line_error(capsys, "weights of paramixer_n2_8 do not fit this model")
+    # resuming with another architecture
+    assert main(["train", *SMALL, "--epochs", "2", "--out", str(out), "--resume",
+                 "--model-kwargs", "num_blocks=2", "embed_dim=16"]) == 2
+    _one_line_error(capsys)
