@@ -189,3 +189,34 @@ def test_checkpoints_of_another_architecture_or_corrupt_are_refused(tmp_path, ca
     assert main(["train", *SMALL, "--epochs", "2", "--out", str(out), "--resume",
                  "--model-kwargs", "num_blocks=2", "embed_dim=16"]) == 2
     _one_line_error(capsys)
+
+
+def test_torchrun_two_processes_matches_one_process(tmp_path):
+    """2 CPU processes (gloo) with a global batch of 32 = 1 process with a batch of 32.
+
+    Augmentation and drop-path are off: with them each rank draws its own random numbers, so
+    the two runs would be equally valid but not equal."""
+    from hamixer.cli import main as cli
+
+    args = ["train", "--model", "paramixer", "--dataset", "digits", "--epochs", "2",
+            "--model-kwargs", "num_blocks=1", "embed_dim=16", "--limit-train", "128",
+            "--limit-test", "64", "--batch-size", "32", "--threads", "1", "--seed", "1",
+            "--quiet"]
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node=2", "-m", "hamixer", *args,
+                          "--out", str(tmp_path / "ddp")],
+                         env=_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert cli([*args, "--out", str(tmp_path / "one")]) == 0
+    a, b = _rows(tmp_path / "ddp"), _rows(tmp_path / "one")
+    assert [r["epoch"] for r in a] == [1, 2]
+    for ra, rb in zip(a, b, strict=True):
+        for k, v in rb.items():
+            assert ra[k] == pytest.approx(v, rel=1e-5, abs=1e-6), k
+    wa = load_file(str(tmp_path / "ddp" / "last.safetensors"))
+    wb = load_file(str(tmp_path / "one" / "last.safetensors"))
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert (wa[k] - wb[k]).abs().max() < 1e-5, k
+    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["train_images"] == 128

@@ -35,6 +35,7 @@ from ..errors import ConfigError, HamixerError, Interrupted
 from ..io import write_json, write_text
 from .checkpoint import load_checkpoint, load_weights, restore_training_state, save_checkpoint
 from .config import TrainConfig, save_config
+from .distributed import DistContext, init_distributed, shutdown_distributed
 
 #: A per-epoch hook: called with the model and the finished epoch (1-based) after
 #: evaluation; the dict it returns is merged into that epoch's ``metrics.jsonl`` row.
@@ -203,12 +204,15 @@ def train_one_epoch(model: nn.Module, batches: ImageBatches, criterion: nn.Modul
                     cfg: TrainConfig, device: torch.device, amp_dtype: torch.dtype | None,
                     epoch: int, bar: Any, start_step: int = 0,
                     partial: dict[str, float] | None = None,
-                    after_step: StepHook | None = None) -> dict[str, float]:
+                    after_step: StepHook | None = None,
+                    ctx: DistContext | None = None) -> dict[str, float]:
     """One epoch of training from batch ``start_step`` on, continuing the sums in ``partial``.
 
     The loss is checked before the update: a non-finite loss raises :class:`Diverged` with
     the weights and optimiser still as they were after the last good step.
     """
+    ctx = ctx or DistContext()
+    core = getattr(model, "module", model)  # the model inside DistributedDataParallel
     model.train()
     steps = len(batches)
     updates = epoch * steps + start_step
@@ -221,8 +225,8 @@ def train_one_epoch(model: nn.Module, batches: ImageBatches, criterion: nn.Modul
             batches.batches(epoch_seed(cfg.seed, epoch), start=start_step), start=start_step):
         with autocast(device, amp_dtype):
             logits = model(x)
-            loss = criterion(logits.float(), target) + model.aux_loss()
-        if not torch.isfinite(loss):
+            loss = criterion(logits.float(), target) + core.aux_loss()
+        if ctx.any(not bool(torch.isfinite(loss)), device):  # every rank stops together
             raise Diverged(loss.item(), epoch, step, updates)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
@@ -253,6 +257,9 @@ def train_one_epoch(model: nn.Module, batches: ImageBatches, criterion: nn.Modul
             after_step(step + 1, {"loss_sum": loss_sum, "correct": correct, "n": n,
                                   "seconds": elapsed})
     seconds = done_seconds + time.perf_counter() - start
+    if ctx.enabled:
+        loss_sum, correct, n = ctx.sum([loss_sum, correct, n], device)
+        correct, n = int(correct), int(n)
     if n == 0:
         raise HamixerError(f"epoch {epoch + 1}: no training batches")
     return {"loss": loss_sum / n, "acc": 100.0 * correct / n, "seconds": seconds,
@@ -346,8 +353,12 @@ def _train_epochs(cfg: TrainConfig, out: Path, model: nn.Module, kwargs: dict[st
                   optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
                   device: torch.device, amp_dtype: torch.dtype | None,
                   hooks: Sequence[EpochHook], log: Callable[[str], None], n_params: int,
-                  img_size: int) -> tuple[list[dict[str, Any]], float, int]:
-    """Resume if asked, then train the remaining epochs; returns (rows, best acc, best epoch)."""
+                  img_size: int, ctx: DistContext
+                  ) -> tuple[list[dict[str, Any]], float, int]:
+    """Resume if asked, then train the remaining epochs; returns (rows, best acc, best epoch).
+
+    Under torchrun every rank computes the same thing; only rank 0 writes.
+    """
     if (out / "last.json").is_file() and not cfg.resume:
         raise HamixerError(f"{out} already holds a run; pass --resume to continue it or "
                            "choose another --out")
@@ -367,17 +378,28 @@ def _train_epochs(cfg: TrainConfig, out: Path, model: nn.Module, kwargs: dict[st
         start_epoch, best_acc = int(meta["epoch"]), float(meta["best_acc"])
         best_epoch = int(meta.get("best_epoch", 0))
         start_step, partial = int(meta.get("step", 0)), meta.get("partial")
+        if not ctx.is_main:
+            partial = None  # rank 0 carries the (already summed over ranks) running sums
         if not 0 <= start_step <= steps:
             raise HamixerError(f"{out}: checkpoint step {start_step} does not fit an epoch of "
                                f"{steps} steps")
         rows = _read_metrics(metrics_path, start_epoch)
         where = f" step {start_step}/{steps} of epoch {start_epoch + 1}" if start_step else ""
         log(f"resuming {out} after epoch {start_epoch}{where}")
-    save_config(cfg, out / "config.yaml")
+    if ctx.is_main:
+        save_config(cfg, out / "config.yaml")
+    ctx.barrier()  # every rank has read what it needs before rank 0 writes checkpoints
+    train_model: nn.Module = model
+    if ctx.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_model = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
     log(f"{cfg.model} ({n_params / 1e6:.3f} M params) on {cfg.dataset}: "
         f"{train_batches.num_images} train / {test_batches.num_images} test images, "
         f"{img_size}px, {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.resolved_lr:.2e}, "
-        f"device {device}{', amp ' + str(amp_dtype).replace('torch.', '') if amp_dtype else ''}")
+        f"device {device}{', amp ' + str(amp_dtype).replace('torch.', '') if amp_dtype else ''}"
+        f"{f', {ctx.world} processes' if ctx.enabled else ''}")
 
     def checkpoint_meta(epoch_done: int, step: int, row: dict[str, Any] | None,
                         sums: dict[str, float] | None) -> dict[str, Any]:
@@ -399,36 +421,43 @@ def _train_epochs(cfg: TrainConfig, out: Path, model: nn.Module, kwargs: dict[st
         return Interrupted(f"stopped by {name}; state saved in {out / 'last.json'} "
                            f"({last_saved['where']}); continue with --resume", signum)
 
-    bar = _progress(cfg.epochs * steps, start_epoch * steps + start_step, cfg.quiet, cfg.model)
+    bar = _progress(cfg.epochs * steps, start_epoch * steps + start_step,
+                    cfg.quiet or not ctx.is_main, cfg.model)
     with _StopRequest() as stop:
         try:
             for epoch in range(start_epoch, cfg.epochs):
                 first_step = start_step if epoch == start_epoch else 0
-                if first_step == 0:
-                    seed_everything(epoch_seed(cfg.seed, epoch))
+                if first_step == 0:  # other ranks draw other augmentations/drop-path masks
+                    seed_everything(epoch_seed(cfg.seed, epoch) + ctx.rank)
                 # else: the RNG state saved after step `first_step` was restored on load
 
                 def after_step(step: int, sums: dict[str, float], epoch: int = epoch) -> None:
-                    due = step < steps and (
+                    due = step < steps and bool(
                         (cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0)
                         or (cfg.checkpoint_every_seconds and time.monotonic()
                             - last_saved["time"] >= cfg.checkpoint_every_seconds))
-                    if due or stop.signum is not None:
-                        save_checkpoint(out, "last", model,
-                                        checkpoint_meta(epoch, step, last_saved["row"], sums),
-                                        optimizer, scheduler, scaler)
+                    stopping = ctx.any(stop.signum is not None, device)
+                    if ctx.any(due, device) or stopping:
+                        if ctx.enabled:
+                            keys = ("loss_sum", "correct", "n")
+                            sums = {**sums, **dict(zip(keys, ctx.sum(
+                                [sums[k] for k in keys], device), strict=True))}
+                        if ctx.is_main:
+                            save_checkpoint(out, "last", model, checkpoint_meta(
+                                epoch, step, last_saved["row"], sums), optimizer, scheduler,
+                                scaler)
                         last_saved.update(where=f"epoch {epoch} step {step}",
                                           time=time.monotonic())
-                    if stop.signum is not None:
-                        raise stopped(stop.signum)
+                    if stopping:
+                        raise stopped(stop.signum or signal.SIGTERM)
 
                 t0 = time.perf_counter()
                 try:
-                    tr = train_one_epoch(model, train_batches, criterion, optimizer, scheduler,
-                                         scaler, cfg, device, amp_dtype, epoch, bar,
+                    tr = train_one_epoch(train_model, train_batches, criterion, optimizer,
+                                         scheduler, scaler, cfg, device, amp_dtype, epoch, bar,
                                          start_step=first_step,
                                          partial=partial if first_step else None,
-                                         after_step=after_step)
+                                         after_step=after_step, ctx=ctx)
                 except Diverged as err:
                     good = (f"{out / 'last.json'} ({last_saved['where']})"
                             if last_saved["where"] else "none was written")
@@ -452,16 +481,17 @@ def _train_epochs(cfg: TrainConfig, out: Path, model: nn.Module, kwargs: dict[st
                 if improved:
                     best_acc, best_epoch = te["top1"], epoch + 1
                 meta = checkpoint_meta(epoch + 1, 0, row, None)
-                save_checkpoint(out, "last", model, meta, optimizer, scheduler, scaler)
+                if ctx.is_main:
+                    save_checkpoint(out, "last", model, meta, optimizer, scheduler, scaler)
+                    if improved and cfg.save_best:
+                        save_checkpoint(out, "best", model, meta, optimizer, scheduler, scaler)
+                    _write_metrics(metrics_path, rows)
                 last_saved.update(where=f"epoch {epoch + 1}", time=time.monotonic())
-                if improved and cfg.save_best:
-                    save_checkpoint(out, "best", model, meta, optimizer, scheduler, scaler)
-                _write_metrics(metrics_path, rows)
                 bar.clear()
                 log(_fmt_row(row, cfg.epochs, best_acc))
                 bar.refresh()
-                if stop.signum is not None and epoch + 1 < cfg.epochs:
-                    raise stopped(stop.signum)
+                if ctx.any(stop.signum is not None, device) and epoch + 1 < cfg.epochs:
+                    raise stopped(stop.signum or signal.SIGTERM)
         finally:
             bar.close()
     return rows, best_acc, best_epoch
@@ -472,22 +502,37 @@ def run_training(cfg: TrainConfig, hooks: Sequence[EpochHook] = (),
     """Train ``cfg.model`` on ``cfg.dataset``, evaluating every epoch; return the summary.
 
     Writes into ``cfg.out``: ``config.yaml``, ``metrics.jsonl`` (one row per epoch),
-    ``last.*`` and ``best.*`` checkpoints and ``summary.json``.
+    ``last.*`` and ``best.*`` checkpoints and ``summary.json``. Under ``torchrun`` (several
+    processes) it trains data-parallel; only rank 0 writes and logs.
     """
-    from ..models import create_model
-
     cfg.validate()
     if not cfg.out:
         raise ConfigError("an output directory is required (--out DIR)")
-    out = Path(cfg.out)
-    if log is None:
-        log = (lambda s: None) if cfg.quiet else print
+    ctx, rank_device = init_distributed(cfg.device)
+    try:
+        if ctx.enabled and cfg.batch_size % ctx.world:
+            raise ConfigError(f"batch_size {cfg.batch_size} (the global batch) must be a "
+                              f"multiple of the {ctx.world} processes")
+        if log is None:
+            log = (lambda s: None) if (cfg.quiet or not ctx.is_main) else print
+        elif not ctx.is_main:
+            log = lambda s: None  # noqa: E731
+        return _run(cfg, hooks, log, ctx, rank_device)
+    finally:
+        shutdown_distributed(ctx)
+
+
+def _run(cfg: TrainConfig, hooks: Sequence[EpochHook], log: Callable[[str], None],
+         ctx: DistContext, rank_device: torch.device | None) -> dict[str, Any]:
+    from ..models import create_model
+
+    out = Path(cfg.out or "")
     if (out / "last.json").is_file() and not cfg.resume:
         raise HamixerError(f"{out} already holds a run; pass --resume to continue it or "
                            "choose another --out")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = select_device(cfg.device)
+    device = rank_device or select_device(cfg.device)
     amp_dtype, needs_scaler = amp_settings(cfg, device)
     seed_everything(cfg.seed)
 
@@ -502,7 +547,7 @@ def run_training(cfg: TrainConfig, hooks: Sequence[EpochHook] = (),
 
     train_batches = ImageBatches(train_split, cfg.batch_size, img_size, mean, std, num_classes,
                                  train=True, augment=augment_spec(cfg), device=device,
-                                 limit=cfg.limit_train)
+                                 limit=cfg.limit_train, shard=(ctx.rank, ctx.world))
     test_batches = ImageBatches(test_split, max(cfg.batch_size, 256), img_size, mean, std,
                                 num_classes, train=False, device=device, limit=cfg.limit_test)
     criterion = make_criterion(cfg)
@@ -514,21 +559,25 @@ def run_training(cfg: TrainConfig, hooks: Sequence[EpochHook] = (),
                     "mean": list(mean), "std": list(std),
                     "train_images": train_batches.num_images,
                     "test_images": test_batches.num_images}
-    lock = _lock_out_dir(out)  # inputs are valid: the first thing written
+    # inputs are valid: the lock is the first thing written (rank 0 only)
+    lock = _lock_out_dir(out) if ctx.is_main else None
     try:
         rows, best_acc, best_epoch = _train_epochs(
             cfg, out, model, kwargs, dataset_meta, train_batches, test_batches, criterion,
-            optimizer, scheduler, scaler, device, amp_dtype, hooks, log, n_params, img_size)
+            optimizer, scheduler, scaler, device, amp_dtype, hooks, log, n_params, img_size,
+            ctx)
         return _write_summary(cfg, out, rows, best_acc, best_epoch, kwargs, n_params,
-                              train_batches, test_batches, device, amp_dtype)
+                              train_batches, test_batches, device, amp_dtype, ctx)
     finally:
-        lock.close()
+        if lock is not None:
+            lock.close()
 
 
 def _write_summary(cfg: TrainConfig, out: Path, rows: list[dict[str, Any]], best_acc: float,
                    best_epoch: int, kwargs: dict[str, Any], n_params: int,
                    train_batches: ImageBatches, test_batches: ImageBatches,
-                   device: torch.device, amp_dtype: torch.dtype | None) -> dict[str, Any]:
+                   device: torch.device, amp_dtype: torch.dtype | None,
+                   ctx: DistContext) -> dict[str, Any]:
     if not rows:
         raise HamixerError(f"{out}: no epochs recorded")
     train_images = sum(r["images_per_s"] * r["train_seconds"] for r in rows)
@@ -544,9 +593,10 @@ def _write_summary(cfg: TrainConfig, out: Path, rows: list[dict[str, Any]], best
         "train_images_per_s": train_images / train_seconds if train_seconds else math.nan,
         "peak_memory_mb": peak_memory_mb(device),
         "peak_memory_kind": "cuda_max_allocated" if device.type == "cuda" else "process_max_rss",
-        "device": str(device), "threads": torch.get_num_threads(),
+        "device": str(device), "threads": torch.get_num_threads(), "processes": ctx.world,
         "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else None,
         "seed": cfg.seed, "lr": cfg.resolved_lr, "out": str(out), "versions": versions(),
     }
-    write_json(out / "summary.json", summary)
+    if ctx.is_main:
+        write_json(out / "summary.json", summary)
     return summary
