@@ -41,14 +41,14 @@ def reference(tmp_path_factory):
     return out
 
 
-def _start(out):
+def _start(out, *extra):
     return subprocess.Popen([sys.executable, "-m", "hamixer", *RUN, "--out", str(out),
-                             "--quiet"], env=_env(), stdout=subprocess.PIPE,
+                             "--quiet", *extra], env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for_mid_epoch_checkpoint(proc, out, min_epoch):
-    """Poll until ``last.json`` is a save from within epoch ``min_epoch + 1`` or later."""
+def _wait_for_mid_epoch_checkpoint(proc, out, epoch):
+    """Poll until ``last.json`` is a save from within epoch ``epoch + 1`` (0-based ``epoch``)."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the run finished before it could be interrupted"
@@ -56,47 +56,41 @@ def _wait_for_mid_epoch_checkpoint(proc, out, min_epoch):
             meta = json.loads((out / "last.json").read_text())
         except (OSError, json.JSONDecodeError):
             meta = {}
-        if meta.get("step") and meta["epoch"] >= min_epoch:
+        if meta.get("step") and meta["epoch"] >= epoch:
             return meta
         time.sleep(0.002)
     raise AssertionError("no mid-epoch checkpoint appeared")
 
 
-def _resume_and_compare(out, reference):
-    res = subprocess.run([sys.executable, "-m", "hamixer", *RUN, "--out", str(out), "--resume"],
-                         env=_env(), capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
-    assert "resuming" in res.stdout
-    assert _rows(out) == _rows(reference)  # bitwise: floats compared with ==
-    for name in ("last.safetensors", "best.safetensors"):
-        a, b = load_file(str(out / name)), load_file(str(reference / name))
-        assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a), name
-
-
-def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(tmp_path, reference):
+def test_sigterm_then_sigkill_mid_epoch_then_resume_is_bitwise_identical(tmp_path, reference,
+                                                                         capsys):
     out = tmp_path / "run"
+    # 1. SIGTERM within epoch 1: the step finishes, `last` is saved, exit status 143
     proc = _start(out)
-    meta = _wait_for_mid_epoch_checkpoint(proc, out, min_epoch=1)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
-    assert meta["step"] % 3 == 0 and 0 < meta["step"] < 16
-    (out / ".last.json.abc.tmp").write_text("{")  # what a kill during a save leaves
-    _resume_and_compare(out, reference)
-    assert not list(out.glob(".*.tmp"))  # the resumed run cleaned up after the killed one
-
-
-def test_sigterm_finishes_the_step_saves_and_exits_143(tmp_path, reference):
-    out = tmp_path / "run"
-    proc = _start(out)
-    _wait_for_mid_epoch_checkpoint(proc, out, min_epoch=0)
+    _wait_for_mid_epoch_checkpoint(proc, out, epoch=0)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     assert err.count("\n") == 1 and "stopped by SIGTERM" in err and "--resume" in err
     meta = json.loads((out / "last.json").read_text())
-    assert f"step {meta.get('step', 0)}" in err or f"epoch {meta['epoch']})" in err
-    _resume_and_compare(out, reference)
+    assert meta["epoch"] == 0 and 0 < meta["step"] < 16, meta.get("step")
+    assert f"(epoch 0 step {meta['step']})" in err, err
+    # 2. resumed, then SIGKILLed within epoch 2 (any moment: even during a save)
+    proc = _start(out, "--resume")
+    meta = _wait_for_mid_epoch_checkpoint(proc, out, epoch=1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert meta["step"] % 3 == 0 and 0 < meta["step"] < 16
+    (out / ".last.json.abc.tmp").write_text("{")  # what a kill during a save leaves
+    # 3. resumed to the end: the same numbers and weights as the uninterrupted run
+    assert main([*RUN, "--out", str(out), "--resume"]) == 0
+    assert "resuming" in capsys.readouterr().out
+    assert _rows(out) == _rows(reference)  # bitwise: floats compared with ==
+    for name in ("last.safetensors", "best.safetensors"):
+        a, b = load_file(str(out / name)), load_file(str(reference / name))
+        assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a), name
+    assert not list(out.glob(".*.tmp"))  # the resumed run cleaned up after the killed one
 
 
 def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
