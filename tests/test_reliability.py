@@ -149,6 +149,8 @@ def test_an_output_dir_that_cannot_be_written(tmp_path, capsys):
 @pytest.mark.parametrize("bad", [
     ["--dataset", "mnist", "--data-dir", "{tmp}/missing"],
     ["--dataset", "imagefolder", "--data-dir", "{tmp}/empty"],
+    ["--dataset", "fashion-mnist", "--data-dir", "{tmp}/empty"],
+    ["--dataset", "cifar10", "--data-dir", "{tmp}/empty"],
     ["--model", "nosuchmixer"],
     ["--model-kwargs", "num_layers=3"],
     ["--config", "{tmp}/bad.yaml"],
