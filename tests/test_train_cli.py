@@ -61,7 +61,7 @@ def test_train_writes_everything(tmp_path, capsys):
     (out / "best.safetensors").write_bytes(b"\x00" * 10)
     assert main(["eval", "--checkpoint", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "not a readable safetensors file" in err and err.count("\n") == 1
+    assert "checksum mismatch for best.safetensors" in err and err.count("\n") == 1
     # a second run into the same directory must not overwrite it
     assert main(["train", "--dataset", "digits", "--epochs", "2", "--out", str(out),
                  *TINY]) == 2

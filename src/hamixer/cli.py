@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except HamixerError as err:
         print(f"hamixer {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return int(getattr(err, "exit_code", 2))
     except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as err:
         print(f"hamixer {args.command}: error: {err.strerror or err}: {err.filename}",
               file=sys.stderr)

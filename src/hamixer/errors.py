@@ -14,6 +14,14 @@ class ConfigError(HamixerError, ValueError):
     """An unknown model name, an unknown keyword argument, or a value out of range."""
 
 
+class Interrupted(HamixerError):
+    """A run stopped by a signal after saving its state; the exit status is 128 + signal."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
 def closest(word: str, choices: Iterable[str], n: int = 3) -> str:
     """Return ``"; did you mean: a, b?"`` for the closest valid names, or ``""``."""
     matches = difflib.get_close_matches(word, list(choices), n=n, cutoff=0.5)

@@ -67,9 +67,10 @@ def load_pickle_batch(path: Path) -> dict[str, Any]:
         raise HamixerError(f"cannot read {path}: {err.strerror or err}") from None
     try:
         obj = SafeUnpickler(io.BytesIO(raw), encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError,
-            AttributeError, KeyError) as err:
-        raise HamixerError(f"{path}: not a CIFAR python batch ({err})") from None
+    except Exception as err:  # noqa: BLE001 - the unpickler runs no user code: any failure
+        # (struct.error, OverflowError, RecursionError, ...) means the bytes are malformed
+        detail = " ".join(str(err).split())[:200] or type(err).__name__
+        raise HamixerError(f"{path}: not a CIFAR python batch ({detail})") from None
     if not isinstance(obj, dict):
         raise HamixerError(f"{path}: not a CIFAR python batch (a {type(obj).__name__})")
     return {(k.decode("latin1") if isinstance(k, bytes) else str(k)): v for k, v in obj.items()}
@@ -101,8 +102,12 @@ def load_cifar(name: str, data_dir: str | Path, train: bool) -> ArraySplit:
     meta = load_pickle_batch(root / layout["meta"])
     if layout["names"] not in meta:
         raise HamixerError(f"{root / layout['meta']}: no {layout['names']!r} entry")
-    classes = [n.decode("latin1") if isinstance(n, bytes) else str(n)
-               for n in meta[layout["names"]]]
+    names = meta[layout["names"]]
+    if not isinstance(names, list) or not names \
+            or not all(isinstance(n, (bytes, str)) for n in names):
+        raise HamixerError(f"{root / layout['meta']}: {layout['names']!r} must be a list of "
+                           "class names")
+    classes = [n.decode("latin1") if isinstance(n, bytes) else n for n in names]
     images, labels = [], []
     for fname in layout["train" if train else "test"]:
         path = root / fname
@@ -113,7 +118,10 @@ def load_cifar(name: str, data_dir: str | Path, train: bool) -> ArraySplit:
         if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
                 or data.shape[1] != 3072:
             raise HamixerError(f"{path}: 'data' must be a uint8 array [N, 3072]")
-        lab = np.asarray(lab, dtype=np.int64)
+        try:
+            lab = np.asarray(lab, dtype=np.int64)
+        except (TypeError, ValueError, OverflowError):
+            lab = np.zeros((0, 0), dtype=np.int64)  # reported below
         if lab.shape != (len(data),) or (len(lab) and (lab.min() < 0 or lab.max() >= len(classes))):
             raise HamixerError(f"{path}: {layout['labels']!r} must be {len(data)} labels in "
                                f"[0, {len(classes)})")

@@ -48,7 +48,8 @@ class ImageBatches:
     def __init__(self, split: ArraySplit, batch_size: int, img_size: int,
                  mean: tuple[float, ...], std: tuple[float, ...], num_classes: int,
                  train: bool, augment: AugmentSpec | None = None,
-                 device: torch.device | str = "cpu", limit: int | None = None) -> None:
+                 device: torch.device | str = "cpu", limit: int | None = None,
+                 shard: tuple[int, int] = (0, 1)) -> None:
         images = torch.from_numpy(np.ascontiguousarray(split.images)).permute(0, 3, 1, 2)
         labels = torch.from_numpy(split.labels)
         if limit is not None and limit < len(labels):
@@ -61,6 +62,9 @@ class ImageBatches:
         self.mean = torch.tensor(mean[:c], device=self.device).view(1, -1, 1, 1) * 255
         self.std = torch.tensor(std[:c], device=self.device).view(1, -1, 1, 1) * 255
         self.augment = augment if (train and augment is not None) else AugmentSpec()
+        # (rank, world): this process takes slice `rank` of `world` equal slices of every
+        # global batch (multi-process training); (0, 1) is the whole batch
+        self.shard = shard
         self._per_image = self._build_per_image()
         self._erase, self._mixup = self._build_batch_ops()
 
@@ -121,8 +125,13 @@ class ImageBatches:
                               antialias=True, align_corners=False)
         return (x - self.mean) / self.std
 
-    def batches(self, seed: int | None = None) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-        """One epoch; training order is ``randperm`` under ``seed``, evaluation is in order."""
+    def batches(self, seed: int | None = None, start: int = 0
+                ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        """One epoch; training order is ``randperm`` under ``seed``, evaluation is in order.
+
+        ``start`` skips the first batches without drawing any random numbers for them (a run
+        resumed mid-epoch restores the RNG state saved after those batches).
+        """
         n = len(self.labels)
         if self.train:
             gen = torch.Generator().manual_seed(int(seed or 0))
@@ -132,8 +141,14 @@ class ImageBatches:
         else:
             order = torch.arange(n)
         bs = self.batch_size
-        for start in range(0, len(order), bs):
-            idx = order[start:start + bs]
+        for first in range(start * bs, len(order), bs):
+            idx = order[first:first + bs]
+            rank, world = self.shard
+            if world > 1:  # equal slices: a few images of a ragged last batch are dropped
+                per = len(idx) // world
+                if per == 0:
+                    continue
+                idx = idx[rank * per:(rank + 1) * per]
             if self._mixup is not None and len(idx) % 2:
                 idx = idx[:-1]
             x, y = self.images[idx], self.labels[idx]

@@ -7,12 +7,16 @@ A checkpoint ``DIR/<tag>`` (``last`` or ``best``) is three files, each written a
 - ``<tag>.json``: model name and constructor arguments, dataset, epoch, metrics, the
   resolved config, optimiser/scheduler/grad-scaler scalars and the Python/numpy RNG states.
 
-The epoch is stamped into all three, so files from two different saves are detected.
+The epoch is stamped into all three, so files from two different saves are detected, and the
+JSON holds the SHA-256 of both tensor files, verified on load (a flipped bit is an error, not a
+silently different model). A save within an epoch also records ``step`` (batches done) and
+the running train-loss sums, so a killed run resumes mid-epoch.
 :func:`load_model` rebuilds a trained model from any of them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -36,6 +40,14 @@ def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], epoch: int) -> N
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"format": FORMAT, "epoch": str(epoch)})
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -124,6 +136,8 @@ def save_checkpoint(out_dir: str | os.PathLike, tag: str, model: nn.Module,
     if scaler is not None:
         meta["scaler"] = _jsonable(scaler.state_dict())
     _save_tensors(out / f"{tag}.state.safetensors", state_tensors, epoch)
+    meta["sha256"] = {name: sha256_file(out / name)
+                      for name in (f"{tag}.safetensors", f"{tag}.state.safetensors")}
     write_json(out / f"{tag}.json", meta)  # last: its presence means the save completed
     return out / f"{tag}.json"
 
@@ -161,6 +175,13 @@ def load_checkpoint(path: str | os.PathLike, prefer: str = "best"
     json_path = resolve_checkpoint(path, prefer)
     meta = read_meta(json_path)
     stem = json_path.name[: -len(".json")]
+    for name, expected in (meta.get("sha256") or {}).items():
+        file = json_path.with_name(name)
+        if not file.is_file():
+            raise HamixerError(f"{json_path}: {name} is missing")
+        if sha256_file(file) != expected:
+            raise HamixerError(f"{json_path}: checksum mismatch for {name} (the file is "
+                               "corrupt or from another save)")
     weights, wmeta = _load_tensors(json_path.with_name(f"{stem}.safetensors"))
     state_path = json_path.with_name(f"{stem}.state.safetensors")
     state, smeta = _load_tensors(state_path) if state_path.is_file() else ({}, {})
@@ -183,13 +204,20 @@ def load_model(path: str | os.PathLike, prefer: str = "best",
 
     weights, _, meta = load_checkpoint(path, prefer)
     model = create_model(meta["model"], **meta.get("model_kwargs", {}))
+    load_weights(model, weights, meta)
+    return model.to(device).eval(), meta
+
+
+def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], meta: dict[str, Any]
+                 ) -> None:
+    """``model.load_state_dict`` with a one-line error when the checkpoint does not fit."""
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as err:
-        first = str(err).splitlines()[0]
-        raise HamixerError(f"{meta['path']}: weights do not fit {meta['model']} ({first})") \
-            from None
-    return model.to(device).eval(), meta
+        lines = [x.strip() for x in str(err).splitlines() if x.strip()]
+        detail = lines[1] if len(lines) > 1 else lines[0]
+        raise HamixerError(f"{meta.get('path', 'checkpoint')}: weights of {meta['model']} do "
+                           f"not fit this model ({detail[:200]})") from None
 
 
 def restore_training_state(meta: dict[str, Any], state: dict[str, torch.Tensor],

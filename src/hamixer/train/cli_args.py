@@ -33,6 +33,8 @@ RECIPE_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--limit-train", "limit_train", int, "use only the first N training images"),
     ("--limit-test", "limit_test", int, "use only the first N test images"),
     ("--threads", "threads", int, "torch CPU threads"),
+    ("--checkpoint-every-steps", "checkpoint_every_steps", int,
+     "also save `last` every N steps within an epoch (default: every 60 s)"),
     ("--img-size", "img_size", int, "input size (default: the model's)"),
 ]
 

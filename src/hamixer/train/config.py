@@ -72,6 +72,10 @@ class TrainConfig:
     resume: bool = False
     save_best: bool = True
     quiet: bool = False
+    # mid-epoch saves of `last` (a killed run loses at most this much work): every N steps
+    # (0: off) and at the first step after this many seconds since the last save (0: off)
+    checkpoint_every_steps: int = 0
+    checkpoint_every_seconds: float = 60.0
 
     def validate(self) -> TrainConfig:
         checks = [
@@ -93,6 +97,8 @@ class TrainConfig:
             (self.sched in ("cosine", "step", "plateau", "poly", "tanh", "multistep", "none"),
              f"unknown sched {self.sched!r}"),
             (self.clip_grad is None or self.clip_grad > 0, "clip_grad must be > 0 or null"),
+            (self.checkpoint_every_steps >= 0, "checkpoint_every_steps must be >= 0"),
+            (self.checkpoint_every_seconds >= 0, "checkpoint_every_seconds must be >= 0"),
         ]
         for ok, msg in checks:
             if not ok:

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import random
 import resource
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -28,10 +31,11 @@ from torch import nn
 from .. import __version__
 from ..data import dataset_info, load_split
 from ..data.pipeline import AugmentSpec, ImageBatches
-from ..errors import ConfigError, HamixerError
+from ..errors import ConfigError, HamixerError, Interrupted
 from ..io import write_json, write_text
-from .checkpoint import load_checkpoint, restore_training_state, save_checkpoint
+from .checkpoint import load_checkpoint, load_weights, restore_training_state, save_checkpoint
 from .config import TrainConfig, save_config
+from .distributed import DistContext, init_distributed, shutdown_distributed
 
 #: A per-epoch hook: called with the model and the finished epoch (1-based) after
 #: evaluation; the dict it returns is merged into that epoch's ``metrics.jsonl`` row.
@@ -181,21 +185,49 @@ def _progress(total: int, initial: int, disable: bool, desc: str):
                 file=sys.stderr)
 
 
+class Diverged(HamixerError):
+    """The training loss became NaN or infinite; nothing of that step was applied."""
+
+    def __init__(self, value: float, epoch: int, step: int, global_step: int) -> None:
+        super().__init__(f"loss became {value} at epoch {epoch + 1} step {step + 1} "
+                         f"(global step {global_step + 1})")
+        self.value, self.epoch, self.step, self.global_step = value, epoch, step, global_step
+
+
+#: Called after every optimiser step with (steps done this epoch, running sums); may save a
+#: mid-epoch checkpoint or stop the run.
+StepHook = Callable[[int, "dict[str, float]"], None]
+
+
 def train_one_epoch(model: nn.Module, batches: ImageBatches, criterion: nn.Module,
                     optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
                     cfg: TrainConfig, device: torch.device, amp_dtype: torch.dtype | None,
-                    epoch: int, bar: Any) -> dict[str, float]:
+                    epoch: int, bar: Any, start_step: int = 0,
+                    partial: dict[str, float] | None = None,
+                    after_step: StepHook | None = None,
+                    ctx: DistContext | None = None) -> dict[str, float]:
+    """One epoch of training from batch ``start_step`` on, continuing the sums in ``partial``.
+
+    The loss is checked before the update: a non-finite loss raises :class:`Diverged` with
+    the weights and optimiser still as they were after the last good step.
+    """
+    ctx = ctx or DistContext()
+    core = getattr(model, "module", model)  # the model inside DistributedDataParallel
     model.train()
-    updates = epoch * len(batches)
-    loss_sum, correct, n = 0.0, 0, 0
+    steps = len(batches)
+    updates = epoch * steps + start_step
+    partial = partial or {}
+    loss_sum, correct, n = (float(partial.get("loss_sum", 0.0)), int(partial.get("correct", 0)),
+                            int(partial.get("n", 0)))
+    done_seconds = float(partial.get("seconds", 0.0))
     start = time.perf_counter()
-    for x, y, target in batches.batches(epoch_seed(cfg.seed, epoch)):
+    for step, (x, y, target) in enumerate(
+            batches.batches(epoch_seed(cfg.seed, epoch), start=start_step), start=start_step):
         with autocast(device, amp_dtype):
             logits = model(x)
-            loss = criterion(logits.float(), target) + model.aux_loss()
-        if not torch.isfinite(loss):
-            raise HamixerError(f"loss is {loss.item()} at epoch {epoch + 1}; lower the "
-                               "learning rate or turn off --amp")
+            loss = criterion(logits.float(), target) + core.aux_loss()
+        if ctx.any(not bool(torch.isfinite(loss)), device):  # every rank stops together
+            raise Diverged(loss.item(), epoch, step, updates)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -214,16 +246,73 @@ def train_one_epoch(model: nn.Module, batches: ImageBatches, criterion: nn.Modul
             scheduler.step_update(num_updates=updates)
         b = len(y)
         loss_sum += loss.item() * b
-        correct += (logits.argmax(dim=1) == y).sum().item()
+        correct += int((logits.argmax(dim=1) == y).sum().item())
         n += b
-        elapsed = time.perf_counter() - start
+        elapsed = done_seconds + time.perf_counter() - start
         bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{loss_sum / n:.3f}",
                         acc=f"{100.0 * correct / n:.1f}", ips=f"{n / elapsed:.0f}",
                         refresh=False)
         bar.update(1)
-    seconds = time.perf_counter() - start
+        if after_step is not None:
+            after_step(step + 1, {"loss_sum": loss_sum, "correct": correct, "n": n,
+                                  "seconds": elapsed})
+    seconds = done_seconds + time.perf_counter() - start
+    if ctx.enabled:
+        loss_sum, correct, n = ctx.sum([loss_sum, correct, n], device)
+        correct, n = int(correct), int(n)
+    if n == 0:
+        raise HamixerError(f"epoch {epoch + 1}: no training batches")
     return {"loss": loss_sum / n, "acc": 100.0 * correct / n, "seconds": seconds,
             "images_per_s": n / seconds, "n": n}
+
+
+class _StopRequest:
+    """SIGINT/SIGTERM handler: the first signal asks the loop to stop after the current step
+    (and a checkpoint); a second one stops at once."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self) -> _StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _lock_out_dir(out: Path):
+    """Create ``out`` and hold an exclusive lock on ``out/.lock`` for the run (POSIX only)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        if not os.access(out, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+        handle = open(out / ".lock", "a+")  # noqa: SIM115 - held until the run ends
+    except OSError as err:
+        raise HamixerError(f"cannot write to output directory {out}: "
+                           f"{err.strerror or err}") from None
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks on this platform
+        return handle
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise HamixerError(f"{out} is in use by another run (locked: {out / '.lock'})") \
+            from None
+    for stale in out.glob(".*.tmp"):  # left by a run killed during a save; we hold the lock
+        stale.unlink(missing_ok=True)
+    return handle
 
 
 # ---------------------------------------------------------------------------- the run
@@ -240,7 +329,8 @@ def _write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
 
 #: Settings a resumed run may change (they do not change what is computed).
 RESUMABLE_CHANGES = frozenset({"out", "resume", "quiet", "threads", "device", "data_dir",
-                               "download"})
+                               "download", "checkpoint_every_steps",
+                               "checkpoint_every_seconds"})
 
 
 def _check_same_config(saved: dict[str, Any], cfg: TrainConfig, out: Path) -> None:
@@ -257,27 +347,192 @@ def _fmt_row(row: dict[str, Any], epochs: int, best: float) -> str:
             f"{row['seconds']:.1f}s  {row['images_per_s']:.0f} img/s")
 
 
+def _train_epochs(cfg: TrainConfig, out: Path, model: nn.Module, kwargs: dict[str, Any],
+                  dataset_meta: dict[str, Any], train_batches: ImageBatches,
+                  test_batches: ImageBatches, criterion: nn.Module,
+                  optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
+                  device: torch.device, amp_dtype: torch.dtype | None,
+                  hooks: Sequence[EpochHook], log: Callable[[str], None], n_params: int,
+                  img_size: int, ctx: DistContext
+                  ) -> tuple[list[dict[str, Any]], float, int]:
+    """Resume if asked, then train the remaining epochs; returns (rows, best acc, best epoch).
+
+    Under torchrun every rank computes the same thing; only rank 0 writes.
+    """
+    if (out / "last.json").is_file() and not cfg.resume:
+        raise HamixerError(f"{out} already holds a run; pass --resume to continue it or "
+                           "choose another --out")
+    start_epoch, start_step, partial = 0, 0, None
+    best_acc, best_epoch = -1.0, 0
+    metrics_path = out / "metrics.jsonl"
+    rows: list[dict[str, Any]] = []
+    steps = len(train_batches)
+    if cfg.resume and (out / "last.json").is_file():
+        weights, state, meta = load_checkpoint(out, prefer="last")
+        if meta["model"] != cfg.model or meta["dataset"]["name"] != cfg.dataset:
+            raise HamixerError(f"{out}: holds {meta['model']} on {meta['dataset']['name']}, "
+                               f"not {cfg.model} on {cfg.dataset}")
+        _check_same_config(meta.get("config", {}), cfg, out)
+        load_weights(model, weights, meta)
+        restore_training_state(meta, state, optimizer, scheduler, scaler)
+        start_epoch, best_acc = int(meta["epoch"]), float(meta["best_acc"])
+        best_epoch = int(meta.get("best_epoch", 0))
+        start_step, partial = int(meta.get("step", 0)), meta.get("partial")
+        if not ctx.is_main:
+            partial = None  # rank 0 carries the (already summed over ranks) running sums
+        if not 0 <= start_step <= steps:
+            raise HamixerError(f"{out}: checkpoint step {start_step} does not fit an epoch of "
+                               f"{steps} steps")
+        rows = _read_metrics(metrics_path, start_epoch)
+        where = f" step {start_step}/{steps} of epoch {start_epoch + 1}" if start_step else ""
+        log(f"resuming {out} after epoch {start_epoch}{where}")
+    if ctx.is_main:
+        save_config(cfg, out / "config.yaml")
+    ctx.barrier()  # every rank has read what it needs before rank 0 writes checkpoints
+    train_model: nn.Module = model
+    if ctx.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_model = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    log(f"{cfg.model} ({n_params / 1e6:.3f} M params) on {cfg.dataset}: "
+        f"{train_batches.num_images} train / {test_batches.num_images} test images, "
+        f"{img_size}px, {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.resolved_lr:.2e}, "
+        f"device {device}{', amp ' + str(amp_dtype).replace('torch.', '') if amp_dtype else ''}"
+        f"{f', {ctx.world} processes' if ctx.enabled else ''}")
+
+    def checkpoint_meta(epoch_done: int, step: int, row: dict[str, Any] | None,
+                        sums: dict[str, float] | None) -> dict[str, Any]:
+        meta = {"model": cfg.model, "model_kwargs": kwargs, "dataset": dataset_meta,
+                "epoch": epoch_done, "best_acc": best_acc, "best_epoch": best_epoch,
+                "metrics": row, "config": cfg.to_dict()}
+        if step:
+            meta.update(step=step, steps_per_epoch=steps, partial=sums)
+        return meta
+
+    last_saved: dict[str, Any] = {"where": None, "time": time.monotonic(),
+                                  "row": rows[-1] if rows else None}
+    if (out / "last.json").is_file():
+        last_saved["where"] = f"epoch {start_epoch} step {start_step}" if start_step \
+            else f"epoch {start_epoch}"
+
+    def stopped(signum: int) -> Interrupted:
+        name = signal.Signals(signum).name
+        return Interrupted(f"stopped by {name}; state saved in {out / 'last.json'} "
+                           f"({last_saved['where']}); continue with --resume", signum)
+
+    bar = _progress(cfg.epochs * steps, start_epoch * steps + start_step,
+                    cfg.quiet or not ctx.is_main, cfg.model)
+    with _StopRequest() as stop:
+        try:
+            for epoch in range(start_epoch, cfg.epochs):
+                first_step = start_step if epoch == start_epoch else 0
+                if first_step == 0:  # other ranks draw other augmentations/drop-path masks
+                    seed_everything(epoch_seed(cfg.seed, epoch) + ctx.rank)
+                # else: the RNG state saved after step `first_step` was restored on load
+
+                def after_step(step: int, sums: dict[str, float], epoch: int = epoch) -> None:
+                    due = step < steps and bool(
+                        (cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0)
+                        or (cfg.checkpoint_every_seconds and time.monotonic()
+                            - last_saved["time"] >= cfg.checkpoint_every_seconds))
+                    stopping = ctx.any(stop.signum is not None, device)
+                    if ctx.any(due, device) or stopping:
+                        if ctx.enabled:
+                            keys = ("loss_sum", "correct", "n")
+                            sums = {**sums, **dict(zip(keys, ctx.sum(
+                                [sums[k] for k in keys], device), strict=True))}
+                        if ctx.is_main:
+                            save_checkpoint(out, "last", model, checkpoint_meta(
+                                epoch, step, last_saved["row"], sums), optimizer, scheduler,
+                                scaler)
+                        last_saved.update(where=f"epoch {epoch} step {step}",
+                                          time=time.monotonic())
+                    if stopping:
+                        raise stopped(stop.signum or signal.SIGTERM)
+
+                t0 = time.perf_counter()
+                try:
+                    tr = train_one_epoch(train_model, train_batches, criterion, optimizer,
+                                         scheduler, scaler, cfg, device, amp_dtype, epoch, bar,
+                                         start_step=first_step,
+                                         partial=partial if first_step else None,
+                                         after_step=after_step, ctx=ctx)
+                except Diverged as err:
+                    good = (f"{out / 'last.json'} ({last_saved['where']})"
+                            if last_saved["where"] else "none was written")
+                    raise HamixerError(f"{err}; last good checkpoint: {good}; lower the "
+                                       "learning rate or turn off --amp") from None
+                if scheduler is not None:
+                    scheduler.step(epoch + 1)
+                te = evaluate(model, test_batches, device, amp_dtype)
+                seconds = time.perf_counter() - t0 + (partial or {}).get("seconds", 0.0) \
+                    * bool(first_step)
+                row = {"epoch": epoch + 1, "train_loss": tr["loss"], "train_acc": tr["acc"],
+                       "test_loss": te["loss"], "test_acc": te["top1"],
+                       "test_top5": te["top5"], "lr": optimizer.param_groups[0]["lr"],
+                       "seconds": seconds, "train_seconds": tr["seconds"],
+                       "images_per_s": tr["images_per_s"]}
+                for hook in hooks:
+                    row.update(hook(model, epoch + 1) or {})
+                rows.append(row)
+                last_saved["row"] = row
+                improved = te["top1"] > best_acc
+                if improved:
+                    best_acc, best_epoch = te["top1"], epoch + 1
+                meta = checkpoint_meta(epoch + 1, 0, row, None)
+                if ctx.is_main:
+                    save_checkpoint(out, "last", model, meta, optimizer, scheduler, scaler)
+                    if improved and cfg.save_best:
+                        save_checkpoint(out, "best", model, meta, optimizer, scheduler, scaler)
+                    _write_metrics(metrics_path, rows)
+                last_saved.update(where=f"epoch {epoch + 1}", time=time.monotonic())
+                bar.clear()
+                log(_fmt_row(row, cfg.epochs, best_acc))
+                bar.refresh()
+                if ctx.any(stop.signum is not None, device) and epoch + 1 < cfg.epochs:
+                    raise stopped(stop.signum or signal.SIGTERM)
+        finally:
+            bar.close()
+    return rows, best_acc, best_epoch
+
+
 def run_training(cfg: TrainConfig, hooks: Sequence[EpochHook] = (),
                  log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train ``cfg.model`` on ``cfg.dataset``, evaluating every epoch; return the summary.
 
     Writes into ``cfg.out``: ``config.yaml``, ``metrics.jsonl`` (one row per epoch),
-    ``last.*`` and ``best.*`` checkpoints and ``summary.json``.
+    ``last.*`` and ``best.*`` checkpoints and ``summary.json``. Under ``torchrun`` (several
+    processes) it trains data-parallel; only rank 0 writes and logs.
     """
-    from ..models import create_model
-
     cfg.validate()
     if not cfg.out:
         raise ConfigError("an output directory is required (--out DIR)")
-    out = Path(cfg.out)
-    if log is None:
-        log = (lambda s: None) if cfg.quiet else print
+    ctx, rank_device = init_distributed(cfg.device)
+    try:
+        if ctx.enabled and cfg.batch_size % ctx.world:
+            raise ConfigError(f"batch_size {cfg.batch_size} (the global batch) must be a "
+                              f"multiple of the {ctx.world} processes")
+        if log is None:
+            log = (lambda s: None) if (cfg.quiet or not ctx.is_main) else print
+        elif not ctx.is_main:
+            log = lambda s: None  # noqa: E731
+        return _run(cfg, hooks, log, ctx, rank_device)
+    finally:
+        shutdown_distributed(ctx)
+
+
+def _run(cfg: TrainConfig, hooks: Sequence[EpochHook], log: Callable[[str], None],
+         ctx: DistContext, rank_device: torch.device | None) -> dict[str, Any]:
+    from ..models import create_model
+
+    out = Path(cfg.out or "")
     if (out / "last.json").is_file() and not cfg.resume:
         raise HamixerError(f"{out} already holds a run; pass --resume to continue it or "
                            "choose another --out")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = select_device(cfg.device)
+    device = rank_device or select_device(cfg.device)
     amp_dtype, needs_scaler = amp_settings(cfg, device)
     seed_everything(cfg.seed)
 
@@ -292,7 +547,7 @@ def run_training(cfg: TrainConfig, hooks: Sequence[EpochHook] = (),
 
     train_batches = ImageBatches(train_split, cfg.batch_size, img_size, mean, std, num_classes,
                                  train=True, augment=augment_spec(cfg), device=device,
-                                 limit=cfg.limit_train)
+                                 limit=cfg.limit_train, shard=(ctx.rank, ctx.world))
     test_batches = ImageBatches(test_split, max(cfg.batch_size, 256), img_size, mean, std,
                                 num_classes, train=False, device=device, limit=cfg.limit_test)
     criterion = make_criterion(cfg)
@@ -304,62 +559,25 @@ def run_training(cfg: TrainConfig, hooks: Sequence[EpochHook] = (),
                     "mean": list(mean), "std": list(std),
                     "train_images": train_batches.num_images,
                     "test_images": test_batches.num_images}
-    start_epoch, best_acc, best_epoch = 0, -1.0, 0
-    metrics_path = out / "metrics.jsonl"
-    rows: list[dict[str, Any]] = []
-    if cfg.resume and (out / "last.json").is_file():
-        weights, state, meta = load_checkpoint(out, prefer="last")
-        if meta["model"] != cfg.model or meta["dataset"]["name"] != cfg.dataset:
-            raise HamixerError(f"{out}: holds {meta['model']} on {meta['dataset']['name']}, "
-                               f"not {cfg.model} on {cfg.dataset}")
-        _check_same_config(meta.get("config", {}), cfg, out)
-        model.load_state_dict(weights)
-        restore_training_state(meta, state, optimizer, scheduler, scaler)
-        start_epoch, best_acc = int(meta["epoch"]), float(meta["best_acc"])
-        best_epoch = int(meta.get("best_epoch", 0))
-        rows = _read_metrics(metrics_path, start_epoch)
-        log(f"resuming {out} after epoch {start_epoch}")
-    save_config(cfg, out / "config.yaml")
-    log(f"{cfg.model} ({n_params / 1e6:.3f} M params) on {cfg.dataset}: "
-        f"{train_batches.num_images} train / {test_batches.num_images} test images, "
-        f"{img_size}px, {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.resolved_lr:.2e}, "
-        f"device {device}{', amp ' + str(amp_dtype).replace('torch.', '') if amp_dtype else ''}")
-
-    steps = len(train_batches)
-    bar = _progress(cfg.epochs * steps, start_epoch * steps, cfg.quiet, cfg.model)
+    # inputs are valid: the lock is the first thing written (rank 0 only)
+    lock = _lock_out_dir(out) if ctx.is_main else None
     try:
-        for epoch in range(start_epoch, cfg.epochs):
-            seed_everything(epoch_seed(cfg.seed, epoch))
-            t0 = time.perf_counter()
-            tr = train_one_epoch(model, train_batches, criterion, optimizer, scheduler, scaler,
-                                 cfg, device, amp_dtype, epoch, bar)
-            if scheduler is not None:
-                scheduler.step(epoch + 1)
-            te = evaluate(model, test_batches, device, amp_dtype)
-            row = {"epoch": epoch + 1, "train_loss": tr["loss"], "train_acc": tr["acc"],
-                   "test_loss": te["loss"], "test_acc": te["top1"], "test_top5": te["top5"],
-                   "lr": optimizer.param_groups[0]["lr"],
-                   "seconds": time.perf_counter() - t0, "train_seconds": tr["seconds"],
-                   "images_per_s": tr["images_per_s"]}
-            for hook in hooks:
-                row.update(hook(model, epoch + 1) or {})
-            rows.append(row)
-            improved = te["top1"] > best_acc
-            if improved:
-                best_acc, best_epoch = te["top1"], epoch + 1
-            meta = {"model": cfg.model, "model_kwargs": kwargs, "dataset": dataset_meta,
-                    "epoch": epoch + 1, "best_acc": best_acc, "best_epoch": best_epoch,
-                    "metrics": row, "config": cfg.to_dict()}
-            save_checkpoint(out, "last", model, meta, optimizer, scheduler, scaler)
-            if improved and cfg.save_best:
-                save_checkpoint(out, "best", model, meta, optimizer, scheduler, scaler)
-            _write_metrics(metrics_path, rows)
-            bar.clear()
-            log(_fmt_row(row, cfg.epochs, best_acc))
-            bar.refresh()
+        rows, best_acc, best_epoch = _train_epochs(
+            cfg, out, model, kwargs, dataset_meta, train_batches, test_batches, criterion,
+            optimizer, scheduler, scaler, device, amp_dtype, hooks, log, n_params, img_size,
+            ctx)
+        return _write_summary(cfg, out, rows, best_acc, best_epoch, kwargs, n_params,
+                              train_batches, test_batches, device, amp_dtype, ctx)
     finally:
-        bar.close()
+        if lock is not None:
+            lock.close()
 
+
+def _write_summary(cfg: TrainConfig, out: Path, rows: list[dict[str, Any]], best_acc: float,
+                   best_epoch: int, kwargs: dict[str, Any], n_params: int,
+                   train_batches: ImageBatches, test_batches: ImageBatches,
+                   device: torch.device, amp_dtype: torch.dtype | None,
+                   ctx: DistContext) -> dict[str, Any]:
     if not rows:
         raise HamixerError(f"{out}: no epochs recorded")
     train_images = sum(r["images_per_s"] * r["train_seconds"] for r in rows)
@@ -375,9 +593,10 @@ def run_training(cfg: TrainConfig, hooks: Sequence[EpochHook] = (),
         "train_images_per_s": train_images / train_seconds if train_seconds else math.nan,
         "peak_memory_mb": peak_memory_mb(device),
         "peak_memory_kind": "cuda_max_allocated" if device.type == "cuda" else "process_max_rss",
-        "device": str(device), "threads": torch.get_num_threads(),
+        "device": str(device), "threads": torch.get_num_threads(), "processes": ctx.world,
         "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else None,
         "seed": cfg.seed, "lr": cfg.resolved_lr, "out": str(out), "versions": versions(),
     }
-    write_json(out / "summary.json", summary)
+    if ctx.is_main:
+        write_json(out / "summary.json", summary)
     return summary
