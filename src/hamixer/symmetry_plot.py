@@ -66,3 +66,34 @@ def plot_symmetry(rows: Sequence[dict[str, Any]], path: str | os.PathLike,
     fig.tight_layout()
     save_figure(fig, path)
     plt.close(fig)
+
+
+def read_run_symmetry(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Rows of a training run that carry symmetry measures: epoch 0 (if logged), then each epoch."""
+    import json
+    from pathlib import Path
+
+    run_dir = Path(run_dir)
+    rows: list[dict[str, Any]] = []
+    init = run_dir / "init_metrics.json"
+    if init.is_file():
+        rows.append(json.loads(init.read_text()))
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.is_file():
+        rows += [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
+    return [r for r in rows if any(k.startswith("sym/") for k in r)]
+
+
+def plot_run_symmetry(run_dir: str | os.PathLike, path: str | os.PathLike | None = None,
+                      title: str | None = None) -> str | None:
+    """Draw ``symmetry.png`` (default: into ``run_dir``) from its logged measures, if any."""
+    from pathlib import Path
+
+    rows = read_run_symmetry(run_dir)
+    if not rows:
+        return None
+    path = Path(path) if path is not None else Path(run_dir) / "symmetry.png"
+    if title is None:
+        title = f"weight symmetry during training: {Path(run_dir).parent.name}/{Path(run_dir).name}"
+    plot_symmetry(rows, path, title)
+    return str(path)

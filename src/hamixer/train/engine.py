@@ -34,8 +34,11 @@ from .checkpoint import load_checkpoint, restore_training_state, save_checkpoint
 from .config import TrainConfig, save_config
 
 #: A per-epoch hook: called with the model and the finished epoch (1-based) after
-#: evaluation; the dict it returns is merged into that epoch's ``metrics.jsonl`` row.
+#: evaluation, and once with epoch 0 before training starts; the dict it returns is merged into that epoch's ``metrics.jsonl`` row.
 EpochHook = Callable[[nn.Module, int], "dict[str, Any] | None"]
+#: What the hooks return for the untrained model (epoch 0), kept out of metrics.jsonl whose
+#: rows are all trained epochs.
+INIT_METRICS = "init_metrics.json"
 
 
 def seed_everything(seed: int) -> None:
@@ -320,6 +323,11 @@ def run_training(cfg: TrainConfig, hooks: Sequence[EpochHook] = (),
         rows = _read_metrics(metrics_path, start_epoch)
         log(f"resuming {out} after epoch {start_epoch}")
     save_config(cfg, out / "config.yaml")
+    if start_epoch == 0 and hooks:  # [symmetry] hooks also see the initial state, "epoch 0"
+        init_row: dict[str, Any] = {"epoch": 0}
+        for hook in hooks:
+            init_row.update(hook(model, 0) or {})
+        write_json(out / INIT_METRICS, init_row)
     log(f"{cfg.model} ({n_params / 1e6:.3f} M params) on {cfg.dataset}: "
         f"{train_batches.num_images} train / {test_batches.num_images} test images, "
         f"{img_size}px, {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.resolved_lr:.2e}, "
