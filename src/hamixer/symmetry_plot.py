@@ -56,6 +56,12 @@ def plot_symmetry(rows: Sequence[dict[str, Any]], path: str | os.PathLike,
                 ax.plot(xs, ys, marker="o", ms=3, color=cmap(b / max(1, len(blocks) - 1)),
                         label=f"block {b}")
             ax.set_title(f"{kind}-mixing MLP")
+            # no offset notation, and a minimum span so a flat line does not look jagged
+            ax.ticklabel_format(axis="y", useOffset=False)
+            lo, hi = ax.get_ylim()
+            if hi - lo < 0.05:
+                mid = (lo + hi) / 2
+                ax.set_ylim(mid - 0.025, mid + 0.025)
             ax.set_ylabel(_LABELS[measure])
             ax.grid(alpha=0.3)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
