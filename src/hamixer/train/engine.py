@@ -34,7 +34,8 @@ from .checkpoint import load_checkpoint, restore_training_state, save_checkpoint
 from .config import TrainConfig, save_config
 
 #: A per-epoch hook: called with the model and the finished epoch (1-based) after
-#: evaluation, and once with epoch 0 before training starts; the dict it returns is merged into that epoch's ``metrics.jsonl`` row.
+#: evaluation; the dict it returns is merged into that epoch's ``metrics.jsonl`` row. A fresh
+#: run also calls it once with epoch 0 before training (written to ``init_metrics.json``).
 EpochHook = Callable[[nn.Module, int], "dict[str, Any] | None"]
 #: What the hooks return for the untrained model (epoch 0), kept out of metrics.jsonl whose
 #: rows are all trained epochs.
