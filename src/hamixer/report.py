@@ -148,12 +148,15 @@ def section_compare(run_dir: Path, figs: _Figures) -> str:
         sub = run_dir / r["model"] / f"seed{seeds[0]}" if seeds else None
         last = _last_symmetry(sub) if sub else None
         if last:
-            sym_rows.append((r["model"], last, _init_row(sub)))
+            init = (data.get("runs", {}).get(r["model"]) or [{}])[0].get("model_kwargs", {})
+            name = r["model"] + (" (init symmetric)" if init.get("init") == "symmetric" else "")
+            sym_rows.append((name, last, _init_row(sub)))
     if sym_rows:
         parts.append(f"Weight symmetry (seed {seeds[0]}), mean over blocks, at epoch 0 "
                      "(initialisation) and at the end:\n")
         parts.append(symmetry_means_table(sym_rows) + "\n")
-        for name, _, _ in sym_rows:
+        for r in data["models"]:
+            name = r["model"]
             parts.append(_symmetry_png(run_dir / name / f"seed{seeds[0]}", figs,
                                        f"{run_dir.name}-{name}", f"weight symmetry: {name}"))
     runs = data.get("runs", {})
