@@ -118,3 +118,16 @@ def test_sweep_and_report(tmp_path, capsys):
     for link in links:
         assert (report.parent / link).stat().st_size > 10_000, link
     assert main(["report", str(tmp_path / "nothing"), "--out", str(report)]) == 2
+
+
+def test_report_on_dynamics(tmp_path):
+    out = tmp_path / "dyn"
+    assert main(["dynamics", "--tokens", "2", "--channels", "3", "--points", "41", "--t-max",
+                 "4", "--method", "rk4", "--step-size", "0.05", "--out", str(out)]) == 0
+    assert (out / "command.txt").read_text().startswith("hamixer dynamics --tokens 2")
+    report = tmp_path / "r.md"
+    assert main(["report", str(out), "--out", str(report)]) == 0
+    text = report.read_text()
+    assert "## Block dynamics" in text and "| symmetric |" in text
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert len(links) == 3 and all((tmp_path / link).is_file() for link in links)
