@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .errors import HamixerError
+from .provenance import set_command_line
 
 
 def _command_modules() -> list:
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    set_command_line(argv)  # recorded next to results (command.txt, sweep.json, report)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

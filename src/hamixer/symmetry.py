@@ -109,3 +109,18 @@ def format_symmetry_table(rows: Iterable[dict[str, Any]]) -> str:
 
 def _fmt(v: float) -> str:
     return "nan" if math.isnan(v) else f"{v:.4f}"
+
+
+def rows_from_flat(flat: dict[str, Any]) -> list[dict[str, Any]]:
+    """Invert :func:`flat_symmetry` (means dropped): per-block rows from ``sym/...`` keys."""
+    rows: dict[tuple[int, str], dict[str, Any]] = {}
+    for key, value in flat.items():
+        if not key.startswith("sym/"):
+            continue
+        where, _, measure = key[4:].rpartition(".")
+        block, _, mlp = where.partition(".")
+        if not block.isdigit():
+            continue
+        rows.setdefault((int(block), mlp), {"block": int(block), "mlp": mlp})[measure] = value
+    order = {"token": 0, "channel": 1}
+    return [rows[k] for k in sorted(rows, key=lambda k: (k[0], order.get(k[1], 2)))]

@@ -56,6 +56,12 @@ def plot_symmetry(rows: Sequence[dict[str, Any]], path: str | os.PathLike,
                 ax.plot(xs, ys, marker="o", ms=3, color=cmap(b / max(1, len(blocks) - 1)),
                         label=f"block {b}")
             ax.set_title(f"{kind}-mixing MLP")
+            # no offset notation, and a minimum span so a flat line does not look jagged
+            ax.ticklabel_format(axis="y", useOffset=False)
+            lo, hi = ax.get_ylim()
+            if hi - lo < 0.05:
+                mid = (lo + hi) / 2
+                ax.set_ylim(mid - 0.025, mid + 0.025)
             ax.set_ylabel(_LABELS[measure])
             ax.grid(alpha=0.3)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -66,3 +72,34 @@ def plot_symmetry(rows: Sequence[dict[str, Any]], path: str | os.PathLike,
     fig.tight_layout()
     save_figure(fig, path)
     plt.close(fig)
+
+
+def read_run_symmetry(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Rows of a training run that carry symmetry measures: epoch 0 (if logged), then each epoch."""
+    import json
+    from pathlib import Path
+
+    run_dir = Path(run_dir)
+    rows: list[dict[str, Any]] = []
+    init = run_dir / "init_metrics.json"
+    if init.is_file():
+        rows.append(json.loads(init.read_text()))
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.is_file():
+        rows += [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
+    return [r for r in rows if any(k.startswith("sym/") for k in r)]
+
+
+def plot_run_symmetry(run_dir: str | os.PathLike, path: str | os.PathLike | None = None,
+                      title: str | None = None) -> str | None:
+    """Draw ``symmetry.png`` (default: into ``run_dir``) from its logged measures, if any."""
+    from pathlib import Path
+
+    rows = read_run_symmetry(run_dir)
+    if not rows:
+        return None
+    path = Path(path) if path is not None else Path(run_dir) / "symmetry.png"
+    if title is None:
+        title = f"weight symmetry during training: {Path(run_dir).parent.name}/{Path(run_dir).name}"
+    plot_symmetry(rows, path, title)
+    return str(path)

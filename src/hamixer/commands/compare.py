@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..errors import ConfigError
+    from ..provenance import command_line, record_command
     from ..train.cli_args import config_from_args, resolve_model_name
     from ..train.compare import run_compare
 
@@ -53,7 +54,16 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/compare-{base.dataset}")
     print(f"compare {', '.join(models)} on {base.dataset}: {base.epochs} epochs, batch "
           f"{base.batch_size}, seeds {', '.join(map(str, seeds))} -> {out}")
-    res = run_compare(base, models, seeds, out)
+    if base.model_kwargs.get("init") == "symmetric":
+        from ..train.cli_args import has_free_mlps
+
+        tied = [m for m in models if not has_free_mlps(m)]
+        if tied:
+            print(f"--init symmetric applies to free MLPs only; {', '.join(tied)} start as "
+                  "usual")
+    res = run_compare(base, models, seeds, out, symmetry=not args.no_symmetry,
+                      command=command_line())
+    record_command(out)
     print()
     print(res["table"])
     print(f"\nwrote {out / 'results.md'}, {out / 'results.json'}, {out / 'curves.png'}")

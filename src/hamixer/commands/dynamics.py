@@ -47,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
     if args.weight_scale < 0 or args.asym_scale < 0:
         raise ConfigError("--weight-scale and --asym-scale must be >= 0")
     summary = run_dynamics(args)
+    from ..provenance import record_command
+
+    record_command(args.out)
     for label, r in summary.items():
         print(f"{label}: energy {r['energy_start']:.4f} -> {r['energy_end']:.4f}, "
               f"largest increase between reported times {r['max_increase']:.2e} "

@@ -20,13 +20,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ..train.cli_args import config_from_args
+    from ..errors import ConfigError
+    from ..provenance import record_command
+    from ..symmetry import symmetry_hook
+    from ..symmetry_plot import plot_run_symmetry
+    from ..train.cli_args import config_from_args, has_free_mlps
     from ..train.engine import run_training
 
     cfg = config_from_args(args)
-    summary = run_training(cfg)
+    if cfg.model_kwargs.get("init") == "symmetric" and not has_free_mlps(cfg.model):
+        raise ConfigError(f"--init symmetric ties free MLPs (vanillamixer, paramixer); "
+                          f"{cfg.model} has none, so it would have no effect")
+    hooks = () if args.no_symmetry else (symmetry_hook,)
+    summary = run_training(cfg, hooks=hooks)
+    record_command(cfg.out)
+    png = None if args.no_symmetry else plot_run_symmetry(cfg.out)
     if not cfg.quiet:
         keys = ("model", "dataset", "epochs", "best_test_acc", "final_test_acc",
                 "train_images_per_s", "total_seconds", "peak_memory_mb")
         print(json.dumps({k: summary[k] for k in keys}))
+        if png:
+            print(f"wrote {png}")
     return 0

@@ -65,6 +65,12 @@ def add_config_arguments(p: argparse.ArgumentParser, compare: bool = False) -> N
     if not compare:
         p.add_argument("--seed", type=int, default=S)
     p.add_argument("--quiet", action="store_true", default=S, help="no progress bar or log")
+    p.add_argument("--init", choices=["default", "symmetric"], default=S,
+                   help="symmetric: start free MLPs (vanillamixer, paramixer) at W2 = W1ᵀ "
+                        "exactly, to watch training break the symmetry")
+    p.add_argument("--no-symmetry", action="store_true", dest="no_symmetry",
+                   help="do not log the weight-symmetry measures every epoch (sym/... keys "
+                        "in metrics.jsonl, symmetry.png)")
     group = p.add_argument_group("recipe (override the YAML)")
     for flag, _, typ, help_ in RECIPE_FLAGS:
         group.add_argument(flag, type=typ, default=S, help=help_)
@@ -78,6 +84,13 @@ def resolve_model_name(name: str, dataset: str) -> str:
     if name in FAMILIES:
         return f"{name}_{dataset_info(dataset).model_size}"
     return name
+
+
+def has_free_mlps(model: str) -> bool:
+    """Whether ``model``'s MLPs have independent W1 and W2 (what ``--init symmetric`` ties)."""
+    from ..models.registry import model_args
+
+    return model_args(model).get("mlp") == "free"
 
 
 def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
@@ -102,6 +115,8 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) 
         flags["clip_grad"] = None
     if "model_kwargs" in given:
         flags["model_kwargs"] = parse_kv(given["model_kwargs"])
+    if "init" in given:
+        flags["model_kwargs"] = {**flags.get("model_kwargs", {}), "init": given["init"]}
     cfg = merge(cfg, flags, "command line")
     cfg = merge(cfg, {"model": resolve_model_name(cfg.model, cfg.dataset)}, "model")
     return cfg.validate()

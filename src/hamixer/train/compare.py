@@ -33,11 +33,28 @@ def read_curve(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
 
 
-def run_compare(base: TrainConfig, models: Sequence[str], seeds: Sequence[int], out: Path,
-                log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train each of ``models`` for each of ``seeds``; write results.{md,json} and curves.png."""
+def train_run(cfg: TrainConfig, symmetry: bool = True) -> dict[str, Any]:
+    """One (resumable) run of a comparison or sweep; with ``symmetry``, the weight-symmetry
+    measures are logged every epoch and drawn into ``symmetry.png``."""
+    from ..symmetry import symmetry_hook
+    from ..symmetry_plot import plot_run_symmetry
+    from .cli_args import has_free_mlps
     from .engine import run_training
 
+    if cfg.model_kwargs.get("init") == "symmetric" and not has_free_mlps(cfg.model):
+        # a shared --init symmetric applies to the free models only; tied ones start tied
+        cfg = dataclasses.replace(cfg, model_kwargs={k: v for k, v in cfg.model_kwargs.items()
+                                                     if k != "init"})
+    summary = run_training(cfg, hooks=(symmetry_hook,) if symmetry else (), log=lambda s: None)
+    if symmetry:
+        plot_run_symmetry(cfg.out)
+    return summary
+
+
+def run_compare(base: TrainConfig, models: Sequence[str], seeds: Sequence[int], out: Path,
+                log: Callable[[str], None] = print, symmetry: bool = True,
+                command: str | None = None) -> dict[str, Any]:
+    """Train each of ``models`` for each of ``seeds``; write results.{md,json} and curves.png."""
     runs: dict[str, list[dict[str, Any]]] = {}
     total = len(models) * len(seeds)
     k = 0
@@ -46,7 +63,7 @@ def run_compare(base: TrainConfig, models: Sequence[str], seeds: Sequence[int], 
             k += 1
             run_dir = out / model / f"seed{seed}"
             cfg = dataclasses.replace(base, model=model, seed=seed, out=str(run_dir), resume=True)
-            summary = run_training(cfg, log=lambda s: None)
+            summary = train_run(cfg, symmetry)
             runs.setdefault(model, []).append(summary)
             log(f"[{k}/{total}] {model} seed {seed}: best {summary['best_test_acc']:.2f}%  "
                 f"final {summary['final_test_acc']:.2f}%  {summary['total_seconds']:.0f}s  "
@@ -65,7 +82,7 @@ def run_compare(base: TrainConfig, models: Sequence[str], seeds: Sequence[int], 
                      "train_images_per_s": ips[0], "n": n})
     results = {"dataset": base.dataset, "epochs": base.epochs, "batch_size": base.batch_size,
                "seeds": list(seeds), "config": {**base.to_dict(), "model": None, "out": None},
-               "models": rows, "runs": runs}
+               "models": rows, "runs": runs, "command": command}
     write_json(out / "results.json", results)
     table = format_table(rows, len(seeds))
     header = (f"# {base.dataset}: {base.epochs} epochs, batch {base.batch_size}, "

@@ -38,8 +38,12 @@ from .config import TrainConfig, save_config
 from .distributed import DistContext, init_distributed, shutdown_distributed
 
 #: A per-epoch hook: called with the model and the finished epoch (1-based) after
-#: evaluation; the dict it returns is merged into that epoch's ``metrics.jsonl`` row.
+#: evaluation; the dict it returns is merged into that epoch's ``metrics.jsonl`` row. A fresh
+#: run also calls it once with epoch 0 before training (written to ``init_metrics.json``).
 EpochHook = Callable[[nn.Module, int], "dict[str, Any] | None"]
+#: What the hooks return for the untrained model (epoch 0), kept out of metrics.jsonl whose
+#: rows are all trained epochs.
+INIT_METRICS = "init_metrics.json"
 
 
 def seed_everything(seed: int) -> None:
@@ -388,6 +392,12 @@ def _train_epochs(cfg: TrainConfig, out: Path, model: nn.Module, kwargs: dict[st
         log(f"resuming {out} after epoch {start_epoch}{where}")
     if ctx.is_main:
         save_config(cfg, out / "config.yaml")
+        if start_epoch == 0 and start_step == 0 and hooks:
+            # per-epoch hooks (e.g. the symmetry measures) also see the initial state, "epoch 0"
+            init_row: dict[str, Any] = {"epoch": 0}
+            for hook in hooks:
+                init_row.update(hook(model, 0) or {})
+            write_json(out / INIT_METRICS, init_row)
     ctx.barrier()  # every rank has read what it needs before rank 0 writes checkpoints
     train_model: nn.Module = model
     if ctx.enabled:

@@ -1,0 +1,29 @@
+"""``hamixer report``: one Markdown report from compare, sweep, training and dynamics runs."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "report"
+HELP = ("one Markdown report (tables, PNGs, the commands that made them, versions) from run "
+        "directories of compare, sweep, train and dynamics")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", default="report.md",
+                   help="the Markdown file; figures go to <stem>_figures/ beside it")
+    p.add_argument("--title", default="hamixer report")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..io import write_text
+    from ..report import build_report
+
+    out = Path(args.out)
+    text = build_report([Path(d) for d in args.run_dirs], out, args.title)
+    write_text(out, text)
+    print(f"wrote {out}")
+    return 0

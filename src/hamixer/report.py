@@ -1,0 +1,274 @@
+"""One Markdown report from finished run directories (``hamixer report``).
+
+A directory's kind is read from what it holds: ``sweep.json`` (``hamixer sweep``),
+``results.json`` (``hamixer compare``), ``dynamics.json`` (``hamixer dynamics``) or
+``metrics.jsonl`` (``hamixer train``; with the weight-symmetry measures if they were logged).
+PNGs are copied next to the report (``<report>_figures/``) so the report can be moved as a folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .errors import HamixerError
+
+KINDS = ("sweep", "compare", "dynamics", "training")
+
+
+def detect_kind(run_dir: Path) -> str:
+    if not run_dir.is_dir():
+        raise HamixerError(f"{run_dir}: not a directory")
+    for name, kind in (("sweep.json", "sweep"), ("results.json", "compare"),
+                       ("dynamics.json", "dynamics"), ("metrics.jsonl", "training")):
+        if (run_dir / name).is_file():
+            return kind
+    raise HamixerError(f"{run_dir}: not a run directory (no sweep.json, results.json, "
+                       "dynamics.json or metrics.jsonl)")
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise HamixerError(f"{path}: not valid JSON ({err})") from None
+
+
+class _Figures:
+    """Copies PNGs into the report's figure folder under unique names; returns relative links."""
+
+    def __init__(self, report: Path):
+        self.dir = report.parent / f"{report.stem}_figures"
+        self.base = report.parent
+        self.used: set[str] = set()
+
+    def target(self, label: str, name: str) -> Path:
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{label}-{name}").strip("-")
+        candidate, k = stem, 1
+        while candidate in self.used:
+            k += 1
+            candidate = f"{k}-{stem}"
+        self.used.add(candidate)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        return self.dir / candidate
+
+    def link(self, path: Path) -> str:
+        return os.path.relpath(path, self.base).replace(os.sep, "/")
+
+    def add(self, src: Path, label: str, caption: str) -> str:
+        if not src.is_file():
+            return ""
+        dst = self.target(label, src.name)
+        shutil.copyfile(src, dst)
+        return f"![{caption}]({self.link(dst)})\n"
+
+
+def _command_block(cmd: str | None) -> str:
+    if not cmd:
+        return "Command: not recorded (made outside the CLI or by an older version).\n"
+    return f"Command:\n\n```\n{cmd}\n```\n"
+
+
+def _versions_line(v: dict[str, str] | None) -> str:
+    if not v:
+        return ""
+    return "Versions: " + ", ".join(f"{k} {v[k]}" for k in sorted(v)) + "\n"
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def _last_symmetry(run_dir: Path) -> dict[str, Any] | None:
+    from .symmetry_plot import read_run_symmetry
+
+    rows = read_run_symmetry(run_dir)
+    return rows[-1] if rows else None
+
+
+_MEAN_COLS = [("cosine", "cos(W2, W1ᵀ)"), ("residual", "residual"),
+              ("coupling_antisym", "‖J_anti‖/‖J‖"), ("breaking_ratio", "‖W̃‖/‖W1ᵀ‖")]
+
+
+def symmetry_means_table(named_rows: list[tuple[str, dict[str, Any], dict[str, Any] | None]]
+                         ) -> str:
+    """``name | epoch-0 and final means of each measure, token / channel MLP``."""
+    cols = [(m, label) for m, label in _MEAN_COLS
+            if any(f"sym/mean.token.{m}" in r for _, r, _ in named_rows)]
+    head = ["run", "epoch"] + [f"{label} tok / ch" for _, label in cols]
+    lines = ["| " + " | ".join(head) + " |", "|---|---:|" + "---:|" * len(cols)]
+    for name, last, init in named_rows:
+        for row in ([init] if init else []) + [last]:
+            cells = [name, str(row.get("epoch", "?"))]
+            for m, _ in cols:
+                cells.append(" / ".join(_fmt(row.get(f"sym/mean.{k}.{m}"))
+                                        for k in ("token", "channel")))
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _init_row(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / "init_metrics.json"
+    return _load_json(path) if path.is_file() else None
+
+
+# ------------------------------------------------------------------------------- sections
+def section_sweep(run_dir: Path, figs: _Figures) -> str:
+    from .sweep import format_sweep_md
+
+    data = _load_json(run_dir / "sweep.json")
+    parts = [f"## λ sweep: {data.get('dataset')} ({run_dir})\n",
+             f"{data.get('epochs')} epochs, batch {data.get('batch_size')}, seeds "
+             f"{', '.join(map(str, data.get('seeds', [])))}; models {data.get('models')}.\n",
+             format_sweep_md(data["aggregate"]) + "\n",
+             figs.add(run_dir / "sweep.png", run_dir.name, "accuracy and ‖W̃‖/‖W1ᵀ‖ vs λ"),
+             _command_block(data.get("command")), _versions_line(data.get("versions"))]
+    return "\n".join(p for p in parts if p)
+
+
+def section_compare(run_dir: Path, figs: _Figures) -> str:
+    from .train.compare import format_table
+
+    data = _load_json(run_dir / "results.json")
+    seeds = data.get("seeds", [])
+    parts = [f"## Comparison: {data.get('dataset')} ({run_dir})\n",
+             f"{data.get('epochs')} epochs, batch {data.get('batch_size')}, seeds "
+             f"{', '.join(map(str, seeds))}; same seed, data order and budget for every model.\n",
+             format_table(data["models"], len(seeds)) + "\n",
+             figs.add(run_dir / "curves.png", run_dir.name, "test accuracy per epoch")]
+    sym_rows = []
+    for r in data["models"]:
+        sub = run_dir / r["model"] / f"seed{seeds[0]}" if seeds else None
+        last = _last_symmetry(sub) if sub else None
+        if last:
+            init = (data.get("runs", {}).get(r["model"]) or [{}])[0].get("model_kwargs", {})
+            name = r["model"] + (" (init symmetric)" if init.get("init") == "symmetric" else "")
+            sym_rows.append((name, last, _init_row(sub)))
+    if sym_rows:
+        parts.append(f"Weight symmetry (seed {seeds[0]}), mean over blocks, at epoch 0 "
+                     "(initialisation) and at the end:\n")
+        parts.append(symmetry_means_table(sym_rows) + "\n")
+        for r in data["models"]:
+            name = r["model"]
+            parts.append(_symmetry_png(run_dir / name / f"seed{seeds[0]}", figs,
+                                       f"{run_dir.name}-{name}", f"weight symmetry: {name}"))
+    runs = data.get("runs", {})
+    first = next((ss[0] for ss in runs.values() if ss), {})
+    parts += [_command_block(data.get("command") or _read_command(run_dir)),
+              _versions_line(first.get("versions"))]
+    return "\n".join(p for p in parts if p)
+
+
+def _read_command(run_dir: Path) -> str | None:
+    from .provenance import read_command
+
+    return read_command(run_dir)
+
+
+def _symmetry_png(run_dir: Path, figs: _Figures, label: str, caption: str) -> str:
+    """The run's symmetry.png, drawn into the figure folder if the run has none."""
+    from .symmetry_plot import plot_run_symmetry
+
+    if (run_dir / "symmetry.png").is_file():
+        return figs.add(run_dir / "symmetry.png", label, caption)
+    dst = figs.target(label, "symmetry.png")
+    if plot_run_symmetry(run_dir, dst) is None:
+        return ""
+    return f"![{caption}]({figs.link(dst)})\n"
+
+
+def section_training(run_dir: Path, figs: _Figures) -> str:
+    from .symmetry import format_symmetry_table, rows_from_flat
+
+    summary_path = run_dir / "summary.json"
+    s = _load_json(summary_path) if summary_path.is_file() else {}
+    cfg = _run_config(run_dir)
+    title = (f"{s.get('model', cfg.get('model', run_dir.name))} on "
+             f"{s.get('dataset', cfg.get('dataset', '?'))}")
+    parts = [f"## Training run: {title} ({run_dir})\n"]
+    if s:
+        init = s.get("model_kwargs", {}).get("init", "default")
+        parts.append("| epochs | best test top-1 (%) | final test top-1 (%) | init | time (s) |\n"
+                     "|---:|---:|---:|---|---:|\n"
+                     f"| {s['epochs']} | {s['best_test_acc']:.2f} | {s['final_test_acc']:.2f} "
+                     f"| {init} | {s['total_seconds']:.0f} |\n")
+    elif (run_dir / "metrics.jsonl").is_file():  # still running or interrupted: no summary
+        rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()
+                if x.strip()]
+        if rows:
+            parts.append(f"No summary.json (unfinished run); after epoch {rows[-1]['epoch']} of "
+                         f"{cfg.get('epochs', '?')}: test top-1 {rows[-1]['test_acc']:.2f}% "
+                         f"(best {max(r['test_acc'] for r in rows):.2f}%).\n")
+    last = _last_symmetry(run_dir)
+    if last:
+        init_row = _init_row(run_dir)
+        parts.append("Weight symmetry, mean over blocks:\n")
+        parts.append(symmetry_means_table([(run_dir.parent.name, last, init_row)]) + "\n")
+        parts.append(f"Per block at epoch {last.get('epoch')}:\n")
+        parts.append(format_symmetry_table(rows_from_flat(last)) + "\n")
+        parts.append(_symmetry_png(run_dir, figs, f"{run_dir.parent.name}-{run_dir.name}",
+                                   f"weight symmetry during training: {title}"))
+    elif (run_dir / "last.json").is_file():
+        from .symmetry import model_symmetry
+        from .train.checkpoint import load_model
+
+        model, meta = load_model(run_dir, prefer="last")
+        parts.append(f"No symmetry measures were logged during this run; measured on its last "
+                     f"checkpoint (epoch {meta['epoch']}, `hamixer symmetry {run_dir} "
+                     f"--prefer last`):\n")
+        parts.append(format_symmetry_table(model_symmetry(model)) + "\n")
+    parts += [_command_block(_read_command(run_dir)), _versions_line(s.get("versions"))]
+    return "\n".join(p for p in parts if p)
+
+
+def _run_config(run_dir: Path) -> dict[str, Any]:
+    import yaml
+
+    path = run_dir / "config.yaml"
+    try:
+        data = yaml.safe_load(path.read_text()) if path.is_file() else {}
+    except yaml.YAMLError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def section_dynamics(run_dir: Path, figs: _Figures) -> str:
+    data = _load_json(run_dir / "dynamics.json")
+    lines = ["| run | energy start | energy end | largest increase | monotone |",
+             "|---|---:|---:|---:|---|"]
+    for label, r in data.get("summary", {}).items():
+        lines.append(f"| {label} | {r['energy_start']:.4f} | {r['energy_end']:.4f} | "
+                     f"{r['max_increase']:.2e} | {'yes' if r['monotone'] else 'no'} |")
+    parts = [f"## Block dynamics ({run_dir})\n", "\n".join(lines) + "\n"]
+    for name, caption in (("activations.png", "activations over time"),
+                          ("energy.png", "energy over time"),
+                          ("landscape.png", "energy landscape and trajectories")):
+        parts.append(figs.add(run_dir / name, run_dir.name, caption))
+    parts.append(_command_block(_read_command(run_dir)))
+    return "\n".join(p for p in parts if p)
+
+
+SECTIONS = {"sweep": section_sweep, "compare": section_compare, "dynamics": section_dynamics,
+            "training": section_training}
+
+
+def build_report(run_dirs: list[Path], out: Path, title: str = "hamixer report") -> str:
+    """The Markdown text (figures are copied as a side effect); written by the caller."""
+    from .provenance import command_line, versions
+
+    kinds = [(d, detect_kind(d)) for d in run_dirs]  # fail before copying anything
+    figs = _Figures(out)
+    body = [f"# {title}\n"]
+    body += [SECTIONS[kind](d, figs) for d, kind in kinds]
+    cmd = command_line()
+    body.append("## Provenance\n")
+    body.append(_command_block(cmd).replace("Command:", "This report:", 1))
+    body.append(_versions_line(versions()).replace("Versions:", "Versions (report):", 1))
+    return "\n".join(body)

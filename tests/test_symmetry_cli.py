@@ -1,0 +1,133 @@
+"""``hamixer sweep``, ``symmetry`` and ``report`` end to end on tiny digits runs; symmetry
+logging in ``train``; ``--init symmetric``."""
+
+import json
+import re
+
+import pytest
+
+from hamixer.cli import main
+
+TINY = ["--model-kwargs", "num_blocks=1", "embed_dim=16", "--limit-train", "64",
+        "--limit-test", "32", "--batch-size", "32", "--quiet", "--threads", "1",
+        "--dataset", "digits"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train") / "run"
+    assert main(["train", "--model", "paramixer", "--epochs", "2", "--out", str(out),
+                 *TINY]) == 0
+    return out
+
+
+def test_train_logs_symmetry_every_epoch(trained):
+    rows = [json.loads(x) for x in (trained / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for r in rows:
+        assert {"sym/0.token.cosine", "sym/0.channel.residual",
+                "sym/mean.token.coupling_antisym"} <= set(r)
+        assert -1 <= r["sym/0.token.cosine"] <= 1
+    init = json.loads((trained / "init_metrics.json").read_text())
+    assert init["epoch"] == 0 and "sym/0.channel.cosine" in init
+    # training moved the weights, so the measures changed from the initial state
+    assert rows[-1]["sym/0.channel.scale"] != init["sym/0.channel.scale"]
+    assert (trained / "symmetry.png").stat().st_size > 10_000
+    assert (trained / "command.txt").read_text().startswith("hamixer train --model paramixer")
+
+
+def test_no_symmetry_flag(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--model", "symmixer", "--epochs", "1", "--out", str(out),
+                 "--no-symmetry", *TINY]) == 0
+    row = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert not any(k.startswith("sym/") for k in row)
+    assert not (out / "symmetry.png").exists() and not (out / "init_metrics.json").exists()
+
+
+def test_symmetry_command(trained, capsys, tmp_path):
+    png = tmp_path / "sym.png"
+    assert main(["symmetry", str(trained), "--prefer", "last", "--json",
+                 "--plot", str(png)]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["epoch"] == 2 and [(r["block"], r["mlp"]) for r in res["rows"]] == [
+        (0, "token"), (0, "channel")]
+    last = json.loads((trained / "metrics.jsonl").read_text().splitlines()[-1])
+    assert res["rows"][1]["cosine"] == pytest.approx(last["sym/0.channel.cosine"], abs=1e-6)
+    assert png.stat().st_size > 10_000
+    assert main(["symmetry", str(trained / "last.json")]) == 0
+    assert "| 0 | channel |" in capsys.readouterr().out
+
+
+def test_symmetry_command_errors(tmp_path, capsys):
+    assert main(["symmetry", str(tmp_path)]) == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_init_symmetric_starts_tied(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--model", "vanillamixer", "--init", "symmetric", "--epochs", "1",
+                 "--out", str(out), *TINY]) == 0
+    init = json.loads((out / "init_metrics.json").read_text())
+    for kind in ("token", "channel"):
+        assert init[f"sym/0.{kind}.cosine"] == pytest.approx(1.0, abs=1e-6)
+        assert init[f"sym/0.{kind}.residual"] == pytest.approx(0.0, abs=1e-3)
+        assert init[f"sym/0.{kind}.coupling_antisym"] == pytest.approx(0.0, abs=1e-6)
+    row = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert row["sym/0.channel.cosine"] < 1 - 1e-9  # the updates break exact ties
+
+
+def test_init_symmetric_rejected_for_tied_models(tmp_path, capsys):
+    assert main(["train", "--model", "symmixer", "--init", "symmetric", "--epochs", "1",
+                 "--out", str(tmp_path / "r"), *TINY]) == 2
+    assert "no effect" in capsys.readouterr().err
+
+
+def test_sweep_and_report(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    assert main(["sweep", "--lambdas", "1e-2,0", "--epochs", "1", "--out", str(sweep),
+                 *TINY]) == 0
+    data = json.loads((sweep / "sweep.json").read_text())
+    kinds = sorted((r["kind"], r.get("lambda")) for r in data["records"])
+    assert kinds == [("asym", 0.0), ("asym", 0.01), ("para", None), ("sym", None)]
+    assert all(r["breaking_ratio"] > 0 for r in data["records"] if r["kind"] == "asym")
+    assert data["command"].startswith("hamixer sweep --lambdas 1e-2,0")
+    assert {"torch", "timm", "python", "hamixer"} <= set(data["versions"])
+    assert [r["lambda"] for r in data["aggregate"]["asym"]] == [0.01, 0.0]
+    assert "| AsymMixer | 0.01 |" in (sweep / "sweep.md").read_text()
+    assert (sweep / "sweep.png").stat().st_size > 10_000
+    assert (sweep / "asymmixer_n2_8-lambda0" / "seed0" / "symmetry.png").is_file()
+
+    cmp_dir = tmp_path / "cmp"
+    assert main(["compare", "--models", "paramixer,symmixer", "--init", "symmetric",
+                 "--epochs", "1", "--out", str(cmp_dir), *TINY]) == 0
+    res = json.loads((cmp_dir / "results.json").read_text())
+    assert res["command"].startswith("hamixer compare")
+    assert res["runs"]["paramixer_n2_8"][0]["model_kwargs"]["init"] == "symmetric"
+    assert "init" not in res["runs"]["symmixer_n2_8"][0]["model_kwargs"]
+
+    report = tmp_path / "rep" / "report.md"
+    capsys.readouterr()
+    assert main(["report", str(cmp_dir), str(sweep),
+                 str(sweep / "paramixer_n2_8" / "seed0"), "--out", str(report)]) == 0
+    text = report.read_text()
+    assert "## Comparison: digits" in text and "## λ sweep: digits" in text
+    assert "## Training run: paramixer_n2_8" in text and "hamixer sweep --lambdas" in text
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert len(links) >= 5  # curves, two per-model symmetry plots, sweep, one run's symmetry
+    for link in links:
+        assert (report.parent / link).stat().st_size > 10_000, link
+    assert main(["report", str(tmp_path / "nothing"), "--out", str(report)]) == 2
+
+
+def test_report_on_dynamics(tmp_path):
+    out = tmp_path / "dyn"
+    assert main(["dynamics", "--tokens", "2", "--channels", "3", "--points", "41", "--t-max",
+                 "4", "--method", "rk4", "--step-size", "0.05", "--out", str(out)]) == 0
+    assert (out / "command.txt").read_text().startswith("hamixer dynamics --tokens 2")
+    report = tmp_path / "r.md"
+    assert main(["report", str(out), "--out", str(report)]) == 0
+    text = report.read_text()
+    assert "## Block dynamics" in text and "| symmetric |" in text
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert len(links) == 3 and all((tmp_path / link).is_file() for link in links)
