@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import random
 import resource
 import signal
@@ -28,11 +27,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import __version__
 from ..data import dataset_info, load_split
 from ..data.pipeline import AugmentSpec, ImageBatches
 from ..errors import ConfigError, HamixerError, Interrupted
 from ..io import write_json, write_text
+from ..provenance import versions
 from .checkpoint import load_checkpoint, load_weights, restore_training_state, save_checkpoint
 from .config import TrainConfig, save_config
 from .distributed import DistContext, init_distributed, shutdown_distributed
@@ -88,13 +87,6 @@ def peak_memory_mb(device: torch.device) -> float:
         return torch.cuda.max_memory_allocated(device) / 2**20
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB else
-
-
-def versions() -> dict[str, str]:
-    import timm
-
-    return {"hamixer": __version__, "torch": torch.__version__, "timm": timm.__version__,
-            "numpy": np.__version__, "python": platform.python_version()}
 
 
 # ----------------------------------------------------------------------------- building
