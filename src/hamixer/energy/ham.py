@@ -12,6 +12,7 @@ and the dynamics is ``τ_A dx_A/dt = −∂E/∂g_A`` where, because ``∂(x·g 
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Mapping, Sequence
 
@@ -73,7 +74,7 @@ class Neurons(nn.Module):
         return f"shape={self.shape}, bias={self.bias is not None}"
 
 
-class Synapse(nn.Module):
+class Synapse(nn.Module, abc.ABC):
     """Interaction energy between the activations of layer ``pre`` and layer ``post``."""
 
     def __init__(self, pre: str, post: str) -> None:
@@ -81,12 +82,13 @@ class Synapse(nn.Module):
         self.pre = pre
         self.post = post
 
+    @abc.abstractmethod
     def energy(self, g_pre: Tensor, g_post: Tensor) -> Tensor:
-        raise NotImplementedError
+        """The interaction energy of each sample."""
 
+    @abc.abstractmethod
     def drive(self, g_pre: Tensor) -> Tensor:
         """The input ``W·g_pre`` that this synapse gives to ``post`` (its equilibrium state)."""
-        raise NotImplementedError
 
 
 class DenseSynapse(Synapse):

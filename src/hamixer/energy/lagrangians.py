@@ -15,6 +15,7 @@ each sample of a batch.
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Sequence
 
@@ -33,14 +34,16 @@ def _axes(axes: int | Sequence[int]) -> tuple[int, ...]:
     return axes
 
 
-class Lagrangian(nn.Module):
+class Lagrangian(nn.Module, abc.ABC):
     """Base class: a convex Lagrangian and its gradient, the activation."""
 
+    @abc.abstractmethod
     def density(self, x: Tensor) -> Tensor:
-        raise NotImplementedError
+        """Elementwise (or per-group) contribution to ``L``; summed by :meth:`value`."""
 
+    @abc.abstractmethod
     def activation(self, x: Tensor) -> Tensor:
-        raise NotImplementedError
+        """``g = ∂L/∂x``."""
 
     def value(self, x: Tensor, ndim: int) -> Tensor:
         """``L`` of each sample: the density summed over the last ``ndim`` dimensions."""
