@@ -135,12 +135,13 @@ def plot_curves(curves: dict[str, list[list[dict[str, Any]]]], path: Path, title
     # Show every point when the curves span < 25 points; otherwise zoom on the last two
     # thirds of training (the early epochs, far below, would flatten the differences).
     every = [row["test_acc"] for rs in curves.values() for r in rs for row in r]
-    hi = min(100.5, math.ceil(max(every)) + 1.5)
-    lo = min(every)
-    if hi - lo >= 25:
-        lo = min(min(r["test_acc"] for r in rs[-1][len(rs[-1]) // 3:]) for rs in curves.values())
-        lo = math.floor(lo / 5) * 5 - 5
-    ax.set_ylim(max(0.0, math.floor(lo) - 1), hi)
+    lo, hi = min(every), max(every)
+    if hi - lo < 25:
+        bottom = math.floor(lo) - 1
+    else:
+        late = min(min(r["test_acc"] for r in rs[-1][len(rs[-1]) // 3:]) for rs in curves.values())
+        bottom = math.floor(late / 5) * 5 - 5
+    ax.set_ylim(max(0.0, bottom), min(100.5, math.ceil(hi) + 1.5))
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     save_figure(fig, path)
