@@ -135,6 +135,7 @@ def test_compare_writes_table_json_and_curves(tmp_path, capsys):
     printed = capsys.readouterr().out
     table = (out / "results.md").read_text()
     assert "| paramixer_n2_8 |" in table and "| symmixer_n2_8 |" in table and " ± " in table
+    assert "model arguments: num_blocks=1, embed_dim=16" in table  # TINY's overrides
     assert "| model | params |" in printed
     res = json.loads((out / "results.json").read_text())
     assert [m["model"] for m in res["models"]] == ["paramixer_n2_8", "symmixer_n2_8"]

@@ -87,6 +87,10 @@ def run_compare(base: TrainConfig, models: Sequence[str], seeds: Sequence[int], 
     table = format_table(rows, len(seeds))
     header = (f"# {base.dataset}: {base.epochs} epochs, batch {base.batch_size}, "
               f"seeds {', '.join(map(str, seeds))}\n\n")
+    if base.model_kwargs:
+        # the names in the table are the registered ones; say what was changed in them
+        header += ("model arguments: "
+                   + ", ".join(f"{k}={v}" for k, v in base.model_kwargs.items()) + "\n\n")
     write_text(out / "results.md", header + table + "\n")
     plot_curves({m: [read_curve(Path(s["out"])) for s in ss] for m, ss in runs.items()},
                 out / "curves.png", f"{base.dataset}: test accuracy")
