@@ -199,7 +199,8 @@ def _closed_form_params(name: str) -> int:
     a = MODEL_CONFIGS[name]
     c, p, k = a["embed_dim"], a["patch_size"], a.get("in_chans", 3)
     s = (a["img_size"] // p) ** 2
-    ht, hc = int(0.5 * c), int(4.0 * c)
+    rt, rc = a.get("mlp_ratio", (0.5, 4.0))
+    ht, hc = int(rt * c), int(rc * c)
     hf = int(a["h_ratio"] * ht)
     ncls = a.get("num_classes", 1000)
     token = 2 * s * ht + ht + s
@@ -209,7 +210,7 @@ def _closed_form_params(name: str) -> int:
     return (k * p * p * c + c) + a["num_blocks"] * block + 2 * c + (c * ncls + ncls)
 
 
-@pytest.mark.parametrize("size", ["s16_224", "b32_224", "t4_28", "t4_32", "n2_8"])
+@pytest.mark.parametrize("size", ["s16_224", "b32_224", "t4_28", "m4_28", "t4_32", "n2_8"])
 def test_parameter_counts_match_closed_form(size):
     name = f"imixer_{size}"
     model = create_model(name)

@@ -113,7 +113,8 @@ def _closed_form_params(name: str) -> int:
     a = MODEL_CONFIGS[name]
     c, p, k = a["embed_dim"], a["patch_size"], a.get("in_chans", 3)
     s = (a["img_size"] // p) ** 2
-    ht, hc = int(0.5 * c), int(4.0 * c)
+    rt, rc = a.get("mlp_ratio", (0.5, 4.0))
+    ht, hc = int(rt * c), int(rc * c)
     ncls = a.get("num_classes", 1000)
     bias = a["mlp_bias"]
     per_mlp = {
@@ -132,7 +133,7 @@ def _closed_form_params(name: str) -> int:
 
 
 @pytest.mark.parametrize("family", BASE_FAMILIES)
-@pytest.mark.parametrize("size", ["s16_224", "b32_224", "t4_28", "t4_32", "n2_8"])
+@pytest.mark.parametrize("size", ["s16_224", "b32_224", "t4_28", "m4_28", "t4_32", "n2_8"])
 def test_parameter_counts_match_closed_form(family, size):
     name = f"{family}_{size}"
     model = create_model(name)
