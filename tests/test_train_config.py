@@ -56,3 +56,33 @@ def test_bad_yaml_is_one_line(tmp_path):
         load_yaml(bad)
     with pytest.raises(ConfigError, match="shipped configs: .*digits"):
         load_yaml("nosuchconfig")
+
+
+@pytest.mark.parametrize("name", ["vanillamixer_t4_28", "paramixer_t4_28", "mlpmixer_t4_28"])
+def test_norm_weight_decay_moves_only_the_norm_gains(name):
+    """norm_weight_decay=false exempts every norm gain (the joint norm's are 2-D, so timm's
+    1-D rule misses them) and changes nothing else; true is timm's default grouping."""
+    from timm.optim import create_optimizer_v2
+
+    from hamixer.models import create_model
+    from hamixer.train.engine import make_optimizer_and_scheduler
+
+    model = create_model(name)
+    names = {id(p): n for n, p in model.named_parameters()}
+
+    def decayed(opt):
+        return {names[id(p)] for g in opt.param_groups if g["weight_decay"] > 0
+                for p in g["params"]}
+
+    timm_default = decayed(create_optimizer_v2(model, opt="adamw", lr=1e-3, weight_decay=0.05))
+    cfg = TrainConfig(model=name, dataset="fashion-mnist")
+    assert decayed(make_optimizer_and_scheduler(cfg, model, 10)[0]) == timm_default
+    cfg = merge(cfg, {"norm_weight_decay": False}, "x")
+    exempt = timm_default - decayed(make_optimizer_and_scheduler(cfg, model, 10)[0])
+    gains = {n for n, p in model.named_parameters() if "norm" in n and n.endswith(".weight")}
+    assert exempt == {n for n in gains if model.get_parameter(n).ndim >= 2}
+    assert decayed(make_optimizer_and_scheduler(cfg, model, 10)[0]) <= timm_default
+    if name.startswith("vanilla"):
+        assert len(exempt) == 2 * 4 + 1  # two norms per serial block and the final norm
+    elif name.startswith("mlpmixer"):
+        assert not exempt  # per-token norms have 1-D gains, which timm already exempts

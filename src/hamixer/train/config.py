@@ -41,6 +41,9 @@ class TrainConfig:
     base_lr: float = 5e-4
     lr_base_size: int = 512
     weight_decay: float = 0.05
+    # timm exempts 1-D parameters and biases from weight decay; the joint norm's per-(token,
+    # channel) gains are 2-D, so they decay with the matrices unless this is false
+    norm_weight_decay: bool = True
     opt_eps: float = 1e-8
     clip_grad: float | None = 1.0
     # schedule: cosine with linear warm-up, stepped every update

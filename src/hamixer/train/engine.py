@@ -134,12 +134,29 @@ def augment_spec(cfg: TrainConfig) -> AugmentSpec:
                        label_smoothing=cfg.label_smoothing)
 
 
+def norm_gain_names(model: nn.Module) -> set[str]:
+    """Names of the multiplicative parameters (gains) of every normalisation layer."""
+    from torch.nn.modules.batchnorm import _NormBase
+
+    from ..models.norm import JointLayerNorm, TokenLayerNorm
+
+    kinds = (JointLayerNorm, TokenLayerNorm, nn.LayerNorm, nn.GroupNorm, _NormBase)
+    return {f"{name}.weight" if name else "weight" for name, mod in model.named_modules()
+            if isinstance(mod, kinds) and isinstance(getattr(mod, "weight", None), nn.Parameter)}
+
+
 def make_optimizer_and_scheduler(cfg: TrainConfig, model: nn.Module, updates_per_epoch: int):
     from timm.optim import create_optimizer_v2
     from timm.scheduler import create_scheduler_v2
 
+    params: nn.Module | list[dict[str, Any]] = model
+    if not cfg.norm_weight_decay and cfg.weight_decay:
+        from timm.optim import param_groups_weight_decay
+
+        skip = set(getattr(model, "no_weight_decay", set)()) | norm_gain_names(model)
+        params = param_groups_weight_decay(model, cfg.weight_decay, no_weight_decay_list=skip)
     try:
-        optimizer = create_optimizer_v2(model, opt=cfg.opt, lr=cfg.resolved_lr,
+        optimizer = create_optimizer_v2(params, opt=cfg.opt, lr=cfg.resolved_lr,
                                         weight_decay=cfg.weight_decay, eps=cfg.opt_eps)
     except (ValueError, AssertionError, TypeError) as err:
         raise ConfigError(f"optimizer {cfg.opt!r}: {err}") from None
