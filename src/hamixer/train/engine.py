@@ -138,10 +138,10 @@ def norm_gain_names(model: nn.Module) -> set[str]:
     """Names of the multiplicative parameters (gains) of every normalisation layer."""
     from torch.nn.modules.batchnorm import _NormBase
 
-    from ..models.norm import JointLayerNorm, TokenLayerNorm
+    from ..models.norm import JointLayerNorm
 
-    kinds = (JointLayerNorm, TokenLayerNorm, nn.LayerNorm, nn.GroupNorm, _NormBase)
-    return {f"{name}.weight" if name else "weight" for name, mod in model.named_modules()
+    kinds = (JointLayerNorm, nn.LayerNorm, nn.GroupNorm, _NormBase)  # TokenLayerNorm: LayerNorm
+    return {f"{name}.weight" for name, mod in model.named_modules()
             if isinstance(mod, kinds) and isinstance(getattr(mod, "weight", None), nn.Parameter)}
 
 
