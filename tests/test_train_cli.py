@@ -176,3 +176,69 @@ def test_train_rgb_image_folder_with_paper_augmentations(tmp_path):
     assert meta["model_kwargs"]["num_classes"] == 3
     summary = json.loads((out / "summary.json").read_text())
     assert summary["amp"] == "bfloat16" and summary["train_images"] == 24
+
+
+def _ema_config(out, **overrides):
+    return TrainConfig(**{**dict(
+        model="paramixer_n2_8", dataset="digits", epochs=3, batch_size=32, limit_train=96,
+        limit_test=64, quiet=True, threads=1, model_kwargs={"num_blocks": 1, "embed_dim": 16},
+        base_lr=0.02, model_ema=True, model_ema_decay=0.9, model_ema_warmup=False,
+        out=str(out)), **overrides})
+
+
+def test_model_ema_is_evaluated_checkpointed_and_resumed(tmp_path, capsys):
+    full = run_training(_ema_config(tmp_path / "full"), hooks=[_StopAfter(99)])
+    rows = _rows(tmp_path / "full")
+    assert all({"raw_test_acc", "raw_test_loss", "raw_test_top5"} <= set(r) for r in rows)
+    assert full["model_ema"] == 0.9 and full["final_raw_test_acc"] == rows[-1]["raw_test_acc"]
+    # the checkpoint's model is the average; the raw weights travel in the state file
+    ema = load_file(str(tmp_path / "full" / "last.safetensors"))
+    state = load_file(str(tmp_path / "full" / "last.state.safetensors"))
+    raw = {k[len("train."):]: v for k, v in state.items() if k.startswith("train.")}
+    assert set(raw) == set(ema) and not torch.equal(raw["head.weight"], ema["head.weight"])
+    model, meta = load_model(tmp_path / "full", prefer="last")
+    assert meta["weights"] == "ema"
+    assert all(torch.equal(v, ema[k]) for k, v in model.state_dict().items())
+    assert main(["eval", "--checkpoint", str(tmp_path / "full"), "--limit", "64",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["top1"] == pytest.approx(
+        max(r["test_acc"] for r in rows))  # `best` is chosen by the EMA's accuracy
+    # killed after epoch 1 and resumed: the average and the raw weights continue exactly
+    cut = _ema_config(tmp_path / "cut")
+    with pytest.raises(KeyboardInterrupt):
+        run_training(cut, hooks=[_StopAfter(1)])
+    cut.resume = True
+    run_training(cut, hooks=[_StopAfter(99)])
+    for ra, rb in zip(rows, _rows(tmp_path / "cut"), strict=True):
+        for k in ("train_loss", "test_loss", "raw_test_loss", "head_norm"):
+            assert ra[k] == rb[k], (ra["epoch"], k)
+    for name in ("last.safetensors", "last.state.safetensors"):
+        a = load_file(str(tmp_path / "full" / name))
+        b = load_file(str(tmp_path / "cut" / name))
+        assert all(torch.equal(a[k], b[k]) for k in a if not k.startswith("rng")), name
+    # switching the EMA off (or on) for a resume is refused
+    with pytest.raises(Exception, match="trained with model_ema=True"):
+        run_training(_ema_config(tmp_path / "cut", model_ema=False, resume=True))
+
+
+def test_model_ema_of_decay_zero_is_the_trained_model(tmp_path):
+    """The average is updated after each optimiser step: with decay 0 it is the model itself."""
+    summary = run_training(_ema_config(tmp_path / "run", epochs=1, model_ema_decay=0.0))
+    ema = load_file(str(tmp_path / "run" / "last.safetensors"))
+    state = load_file(str(tmp_path / "run" / "last.state.safetensors"))
+    assert all(torch.equal(v, state["train." + k]) for k, v in ema.items())
+    assert summary["final_test_acc"] == summary["final_raw_test_acc"]
+
+
+def test_model_ema_flags(tmp_path, capsys):
+    assert main(["train", "--dataset", "digits", "--epochs", "1", "--model-ema",
+                 "--model-ema-decay", "1.0", "--out", str(tmp_path / "r"), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "model_ema_decay must be in [0, 1), got 1.0" in err and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+    assert main(["train", "--dataset", "digits", "--epochs", "1", "--model-ema",
+                 "--model-ema-decay", "0.5", "--out", str(tmp_path / "r"), *TINY]) == 0
+    import yaml
+
+    saved = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    assert saved["model_ema"] is True and saved["model_ema_decay"] == 0.5

@@ -2,8 +2,10 @@
 
 A checkpoint ``DIR/<tag>`` (``last`` or ``best``) is three files, each written atomically:
 
-- ``<tag>.safetensors``: the model weights;
-- ``<tag>.state.safetensors``: optimiser tensors (``optim.<param>.<name>``) and RNG states;
+- ``<tag>.safetensors``: the model weights (the evaluated ones: the weight EMA when the run
+  keeps one, so ``eval`` and :func:`load_model` give the model whose accuracy was logged);
+- ``<tag>.state.safetensors``: optimiser tensors (``optim.<param>.<name>``), RNG states and,
+  with a weight EMA, the raw training weights (``train.<name>``) a resumed run continues from;
 - ``<tag>.json``: model name and constructor arguments, dataset, epoch, metrics, the
   resolved config, optimiser/scheduler/grad-scaler scalars and the Python/numpy RNG states.
 
@@ -118,15 +120,26 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+TRAIN_PREFIX = "train."
+
+
 def save_checkpoint(out_dir: str | os.PathLike, tag: str, model: nn.Module,
                     meta: dict[str, Any], optimizer: torch.optim.Optimizer | None = None,
-                    scheduler: Any = None, scaler: Any = None) -> Path:
-    """Write ``<tag>.safetensors``, ``<tag>.state.safetensors`` and ``<tag>.json``."""
+                    scheduler: Any = None, scaler: Any = None,
+                    ema: nn.Module | None = None) -> Path:
+    """Write ``<tag>.safetensors``, ``<tag>.state.safetensors`` and ``<tag>.json``.
+
+    With ``ema`` (the averaged copy of ``model``) the EMA weights are the checkpoint's model
+    and ``model``'s own weights go into the state file.
+    """
     out = Path(out_dir)
     epoch = int(meta["epoch"])
-    _save_tensors(out / f"{tag}.safetensors", model.state_dict(), epoch)
+    _save_tensors(out / f"{tag}.safetensors", (ema or model).state_dict(), epoch)
     rng_json, state_tensors = rng_state()
-    meta = {"format": FORMAT, "version": VERSION, **meta, "rng": rng_json}
+    meta = {"format": FORMAT, "version": VERSION, **meta, "rng": rng_json,
+            "weights": "ema" if ema is not None else "model"}
+    if ema is not None:
+        state_tensors.update({TRAIN_PREFIX + k: v for k, v in model.state_dict().items()})
     if optimizer is not None:
         opt_meta, opt_tensors = _split_optimizer(optimizer.state_dict())
         meta["optimizer"] = _jsonable(opt_meta)
@@ -218,6 +231,19 @@ def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], meta: dict[
         detail = lines[1] if len(lines) > 1 else lines[0]
         raise HamixerError(f"{meta.get('path', 'checkpoint')}: weights of {meta['model']} do "
                            f"not fit this model ({detail[:200]})") from None
+
+
+def split_ema_weights(weights: dict[str, torch.Tensor], state: dict[str, torch.Tensor],
+                      meta: dict[str, Any]
+                      ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+    """(raw training weights, EMA weights or None) of a loaded checkpoint."""
+    if meta.get("weights") != "ema":
+        return weights, None
+    raw = {k[len(TRAIN_PREFIX):]: v for k, v in state.items() if k.startswith(TRAIN_PREFIX)}
+    if not raw:
+        raise HamixerError(f"{meta.get('path', 'checkpoint')}: an EMA checkpoint without its "
+                           "training weights (train.* in the state file)")
+    return raw, weights
 
 
 def restore_training_state(meta: dict[str, Any], state: dict[str, torch.Tensor],

@@ -30,6 +30,8 @@ RECIPE_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--reprob", "reprob", float, "random erasing probability"),
     ("--mixup", "mixup", float, "mixup alpha (0: off)"),
     ("--cutmix", "cutmix", float, "cutmix alpha (0: off)"),
+    ("--model-ema-decay", "model_ema_decay", float,
+     "decay of the weight EMA (with --model-ema; default 0.999)"),
     ("--limit-train", "limit_train", int, "use only the first N training images"),
     ("--limit-test", "limit_test", int, "use only the first N test images"),
     ("--threads", "threads", int, "torch CPU threads"),
@@ -65,6 +67,9 @@ def add_config_arguments(p: argparse.ArgumentParser, compare: bool = False) -> N
     if not compare:
         p.add_argument("--seed", type=int, default=S)
     p.add_argument("--quiet", action="store_true", default=S, help="no progress bar or log")
+    p.add_argument("--model-ema", action="store_true", default=S,
+                   help="keep an exponential moving average of the weights (timm ModelEmaV3); "
+                        "evaluate and checkpoint it, log the raw weights' accuracy beside it")
     p.add_argument("--init", choices=["default", "symmetric"], default=S,
                    help="symmetric: start free MLPs (vanillamixer, paramixer) at W2 = W1ᵀ "
                         "exactly, to watch training break the symmetry")
@@ -105,7 +110,7 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) 
         cfg = merge(cfg, parse_kv(args.set_values), "--set")
     flags: dict[str, Any] = {}
     for key in ("model", "dataset", "data_dir", "download", "epochs", "batch_size", "device",
-                "amp", "seed", "quiet", "out", "resume"):
+                "amp", "seed", "quiet", "out", "resume", "model_ema"):
         if key in given and given[key] is not None:
             flags[key] = given[key]
     for _, field_name, _, _ in RECIPE_FLAGS:

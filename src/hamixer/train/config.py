@@ -64,6 +64,14 @@ class TrainConfig:
     cutmix: float = 0.0
     mixup_prob: float = 1.0
     mixup_switch_prob: float = 0.5
+    # weight EMA (timm's ModelEmaV3), updated after every step: when on, the EMA weights are
+    # evaluated, saved as the checkpoint's model and pick `best`; the raw weights' test
+    # accuracy is logged beside them (raw_test_acc)
+    model_ema: bool = False
+    model_ema_decay: float = 0.999
+    # ramp the decay up as 1 - (1 + step)^(-2/3) until it reaches model_ema_decay, so the
+    # average does not drag the random initialisation through a short run
+    model_ema_warmup: bool = True
     # machine
     device: str = "auto"
     amp: bool = False
@@ -93,6 +101,8 @@ class TrainConfig:
             (0 <= self.hflip <= 1, "hflip must be in [0, 1]"),
             (self.mixup >= 0 and self.cutmix >= 0, "mixup and cutmix must be >= 0"),
             (self.warmup_epochs >= 0, "warmup_epochs must be >= 0"),
+            (0 <= self.model_ema_decay < 1,
+             f"model_ema_decay must be in [0, 1), got {self.model_ema_decay}"),
             (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
              f"device must be auto, cpu or cuda, got {self.device!r}"),
             (self.amp_dtype in ("auto", "bfloat16", "float16"),

@@ -32,7 +32,13 @@ from ..data.pipeline import AugmentSpec, ImageBatches
 from ..errors import ConfigError, HamixerError, Interrupted
 from ..io import write_json, write_text
 from ..provenance import versions
-from .checkpoint import load_checkpoint, load_weights, restore_training_state, save_checkpoint
+from .checkpoint import (
+    load_checkpoint,
+    load_weights,
+    restore_training_state,
+    save_checkpoint,
+    split_ema_weights,
+)
 from .config import TrainConfig, save_config
 from .distributed import DistContext, init_distributed, shutdown_distributed
 
@@ -169,6 +175,15 @@ def make_optimizer_and_scheduler(cfg: TrainConfig, model: nn.Module, updates_per
     return optimizer, scheduler
 
 
+def make_ema(cfg: TrainConfig, model: nn.Module) -> Any:
+    """timm's ModelEmaV3 of ``model`` when ``cfg.model_ema``, else None."""
+    if not cfg.model_ema:
+        return None
+    from timm.utils import ModelEmaV3
+
+    return ModelEmaV3(model, decay=cfg.model_ema_decay, use_warmup=cfg.model_ema_warmup)
+
+
 # ------------------------------------------------------------------------------- loops
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: ImageBatches, device: torch.device,
@@ -218,8 +233,10 @@ def train_one_epoch(model: nn.Module, batches: ImageBatches, criterion: nn.Modul
                     epoch: int, bar: Any, start_step: int = 0,
                     partial: dict[str, float] | None = None,
                     after_step: StepHook | None = None,
-                    ctx: DistContext | None = None) -> dict[str, float]:
+                    ctx: DistContext | None = None, ema: Any = None) -> dict[str, float]:
     """One epoch of training from batch ``start_step`` on, continuing the sums in ``partial``.
+
+    ``ema`` (a timm ModelEmaV3) is updated after every optimiser step.
 
     The loss is checked before the update: a non-finite loss raises :class:`Diverged` with
     the weights and optimiser still as they were after the last good step.
@@ -255,6 +272,8 @@ def train_one_epoch(model: nn.Module, batches: ImageBatches, criterion: nn.Modul
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
             optimizer.step()
         updates += 1
+        if ema is not None:
+            ema.update(core, step=updates)
         if scheduler is not None:
             scheduler.step_update(num_updates=updates)
         b = len(y)
@@ -354,9 +373,10 @@ def _check_same_config(saved: dict[str, Any], cfg: TrainConfig, out: Path) -> No
 
 
 def _fmt_row(row: dict[str, Any], epochs: int, best: float) -> str:
+    raw = f" raw {row['raw_test_acc']:5.2f}" if "raw_test_acc" in row else ""
     return (f"epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.4f} "
             f"acc {row['train_acc']:5.2f}  test loss {row['test_loss']:.4f} "
-            f"acc {row['test_acc']:5.2f} (best {best:5.2f})  lr {row['lr']:.2e}  "
+            f"acc {row['test_acc']:5.2f}{raw} (best {best:5.2f})  lr {row['lr']:.2e}  "
             f"{row['seconds']:.1f}s  {row['images_per_s']:.0f} img/s")
 
 
@@ -366,11 +386,12 @@ def _train_epochs(cfg: TrainConfig, out: Path, model: nn.Module, kwargs: dict[st
                   optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
                   device: torch.device, amp_dtype: torch.dtype | None,
                   hooks: Sequence[EpochHook], log: Callable[[str], None], n_params: int,
-                  img_size: int, ctx: DistContext
+                  img_size: int, ctx: DistContext, ema: Any = None
                   ) -> tuple[list[dict[str, Any]], float, int]:
     """Resume if asked, then train the remaining epochs; returns (rows, best acc, best epoch).
 
-    Under torchrun every rank computes the same thing; only rank 0 writes.
+    Under torchrun every rank computes the same thing; only rank 0 writes. With ``ema`` the
+    test accuracy (and the choice of ``best``) is the EMA's; the raw model's is logged too.
     """
     if (out / "last.json").is_file() and not cfg.resume:
         raise HamixerError(f"{out} already holds a run; pass --resume to continue it or "
@@ -386,7 +407,13 @@ def _train_epochs(cfg: TrainConfig, out: Path, model: nn.Module, kwargs: dict[st
             raise HamixerError(f"{out}: holds {meta['model']} on {meta['dataset']['name']}, "
                                f"not {cfg.model} on {cfg.dataset}")
         _check_same_config(meta.get("config", {}), cfg, out)
+        weights, ema_weights = split_ema_weights(weights, state, meta)
+        if (ema is None) != (ema_weights is None):
+            raise HamixerError(f"{out} was trained {'with' if ema is None else 'without'} a "
+                               "weight EMA; resume with the same --model-ema setting")
         load_weights(model, weights, meta)
+        if ema is not None:
+            load_weights(ema.module, ema_weights, meta)
         restore_training_state(meta, state, optimizer, scheduler, scaler)
         start_epoch, best_acc = int(meta["epoch"]), float(meta["best_acc"])
         best_epoch = int(meta.get("best_epoch", 0))
@@ -418,7 +445,8 @@ def _train_epochs(cfg: TrainConfig, out: Path, model: nn.Module, kwargs: dict[st
         f"{train_batches.num_images} train / {test_batches.num_images} test images, "
         f"{img_size}px, {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.resolved_lr:.2e}, "
         f"device {device}{', amp ' + str(amp_dtype).replace('torch.', '') if amp_dtype else ''}"
-        f"{f', {ctx.world} processes' if ctx.enabled else ''}")
+        f"{f', {ctx.world} processes' if ctx.enabled else ''}"
+        f"{f', weight EMA {cfg.model_ema_decay}' if ema is not None else ''}")
 
     def checkpoint_meta(epoch_done: int, step: int, row: dict[str, Any] | None,
                         sums: dict[str, float] | None) -> dict[str, Any]:
@@ -440,6 +468,7 @@ def _train_epochs(cfg: TrainConfig, out: Path, model: nn.Module, kwargs: dict[st
         return Interrupted(f"stopped by {name}; state saved in {out / 'last.json'} "
                            f"({last_saved['where']}); continue with --resume", signum)
 
+    ema_module = ema.module if ema is not None else None
     bar = _progress(cfg.epochs * steps, start_epoch * steps + start_step,
                     cfg.quiet or not ctx.is_main, cfg.model)
     with _StopRequest() as stop:
@@ -464,7 +493,7 @@ def _train_epochs(cfg: TrainConfig, out: Path, model: nn.Module, kwargs: dict[st
                         if ctx.is_main:
                             save_checkpoint(out, "last", model, checkpoint_meta(
                                 epoch, step, last_saved["row"], sums), optimizer, scheduler,
-                                scaler)
+                                scaler, ema=ema_module)
                         last_saved.update(where=f"epoch {epoch} step {step}",
                                           time=time.monotonic())
                     if stopping:
@@ -476,7 +505,7 @@ def _train_epochs(cfg: TrainConfig, out: Path, model: nn.Module, kwargs: dict[st
                                          scheduler, scaler, cfg, device, amp_dtype, epoch, bar,
                                          start_step=first_step,
                                          partial=partial if first_step else None,
-                                         after_step=after_step, ctx=ctx)
+                                         after_step=after_step, ctx=ctx, ema=ema)
                 except Diverged as err:
                     good = (f"{out / 'last.json'} ({last_saved['where']})"
                             if last_saved["where"] else "none was written")
@@ -484,7 +513,7 @@ def _train_epochs(cfg: TrainConfig, out: Path, model: nn.Module, kwargs: dict[st
                                        "learning rate or turn off --amp") from None
                 if scheduler is not None:
                     scheduler.step(epoch + 1)
-                te = evaluate(model, test_batches, device, amp_dtype)
+                te = evaluate(ema_module or model, test_batches, device, amp_dtype)
                 seconds = time.perf_counter() - t0 + (partial or {}).get("seconds", 0.0) \
                     * bool(first_step)
                 row = {"epoch": epoch + 1, "train_loss": tr["loss"], "train_acc": tr["acc"],
@@ -492,6 +521,10 @@ def _train_epochs(cfg: TrainConfig, out: Path, model: nn.Module, kwargs: dict[st
                        "test_top5": te["top5"], "lr": optimizer.param_groups[0]["lr"],
                        "seconds": seconds, "train_seconds": tr["seconds"],
                        "images_per_s": tr["images_per_s"]}
+                if ema is not None:
+                    raw = evaluate(model, test_batches, device, amp_dtype)
+                    row.update(raw_test_loss=raw["loss"], raw_test_acc=raw["top1"],
+                               raw_test_top5=raw["top5"])
                 for hook in hooks:
                     row.update(hook(model, epoch + 1) or {})
                 rows.append(row)
@@ -501,9 +534,11 @@ def _train_epochs(cfg: TrainConfig, out: Path, model: nn.Module, kwargs: dict[st
                     best_acc, best_epoch = te["top1"], epoch + 1
                 meta = checkpoint_meta(epoch + 1, 0, row, None)
                 if ctx.is_main:
-                    save_checkpoint(out, "last", model, meta, optimizer, scheduler, scaler)
+                    save_checkpoint(out, "last", model, meta, optimizer, scheduler, scaler,
+                                    ema=ema_module)
                     if improved and cfg.save_best:
-                        save_checkpoint(out, "best", model, meta, optimizer, scheduler, scaler)
+                        save_checkpoint(out, "best", model, meta, optimizer, scheduler, scaler,
+                                        ema=ema_module)
                     _write_metrics(metrics_path, rows)
                 last_saved.update(where=f"epoch {epoch + 1}", time=time.monotonic())
                 bar.clear()
@@ -572,6 +607,7 @@ def _run(cfg: TrainConfig, hooks: Sequence[EpochHook], log: Callable[[str], None
     criterion = make_criterion(cfg)
     optimizer, scheduler = make_optimizer_and_scheduler(cfg, model, len(train_batches))
     scaler = torch.amp.GradScaler(device.type) if needs_scaler else None
+    ema = make_ema(cfg, model)
 
     dataset_meta = {"name": cfg.dataset, "classes": train_split.classes,
                     "num_classes": num_classes, "in_chans": in_chans, "img_size": img_size,
@@ -584,7 +620,7 @@ def _run(cfg: TrainConfig, hooks: Sequence[EpochHook], log: Callable[[str], None
         rows, best_acc, best_epoch = _train_epochs(
             cfg, out, model, kwargs, dataset_meta, train_batches, test_batches, criterion,
             optimizer, scheduler, scaler, device, amp_dtype, hooks, log, n_params, img_size,
-            ctx)
+            ctx, ema)
         return _write_summary(cfg, out, rows, best_acc, best_epoch, kwargs, n_params,
                               train_batches, test_batches, device, amp_dtype, ctx)
     finally:
@@ -608,6 +644,7 @@ def _write_summary(cfg: TrainConfig, out: Path, rows: list[dict[str, Any]], best
         "best_test_acc": best_acc, "best_epoch": best_epoch,
         "final_test_acc": rows[-1]["test_acc"], "final_test_top5": rows[-1]["test_top5"],
         "final_train_acc": rows[-1]["train_acc"],
+        "model_ema": cfg.model_ema_decay if cfg.model_ema else None,
         "total_seconds": sum(r["seconds"] for r in rows),
         "train_images_per_s": train_images / train_seconds if train_seconds else math.nan,
         "peak_memory_mb": peak_memory_mb(device),
@@ -616,6 +653,9 @@ def _write_summary(cfg: TrainConfig, out: Path, rows: list[dict[str, Any]], best
         "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else None,
         "seed": cfg.seed, "lr": cfg.resolved_lr, "out": str(out), "versions": versions(),
     }
+    if "raw_test_acc" in rows[-1]:
+        summary.update(final_raw_test_acc=rows[-1]["raw_test_acc"],
+                       best_raw_test_acc=max(r["raw_test_acc"] for r in rows))
     if ctx.is_main:
         write_json(out / "summary.json", summary)
     return summary
