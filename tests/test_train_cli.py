@@ -50,6 +50,7 @@ def test_train_writes_everything(tmp_path, capsys):
                  "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["top1"] == pytest.approx(rows[-1]["test_acc"]) and res["top5"] >= res["top1"]
+    assert res["weights"] == "model"
     # files from different saves, a non-checkpoint and a corrupt file: one-line errors
     meta["epoch"] = 1
     (out / "last.json").write_text(json.dumps(meta))
@@ -201,8 +202,11 @@ def test_model_ema_is_evaluated_checkpointed_and_resumed(tmp_path, capsys):
     assert all(torch.equal(v, ema[k]) for k, v in model.state_dict().items())
     assert main(["eval", "--checkpoint", str(tmp_path / "full"), "--limit", "64",
                  "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["top1"] == pytest.approx(
-        max(r["test_acc"] for r in rows))  # `best` is chosen by the EMA's accuracy
+    res = json.loads(capsys.readouterr().out)
+    assert res["weights"] == "ema"
+    assert res["top1"] == pytest.approx(max(r["test_acc"] for r in rows))  # best: by the EMA
+    assert main(["eval", "--checkpoint", str(tmp_path / "full"), "--limit", "64"]) == 0
+    assert "EMA weights" in capsys.readouterr().out
     # killed after epoch 1 and resumed: the average and the raw weights continue exactly
     cut = _ema_config(tmp_path / "cut")
     with pytest.raises(KeyboardInterrupt):

@@ -57,13 +57,15 @@ def run(args: argparse.Namespace) -> int:
     if args.amp:
         amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     res = evaluate(model, batches, device, amp_dtype)
+    weights = meta.get("weights", "model")  # "ema": the run's weight average
     out = {"checkpoint": meta["path"], "model": meta["model"], "epoch": meta["epoch"],
-           "dataset": name, "split": args.split, "images": res["n"], "top1": res["top1"],
-           "top5": res["top5"], "loss": res["loss"]}
+           "weights": weights, "dataset": name, "split": args.split, "images": res["n"],
+           "top1": res["top1"], "top5": res["top5"], "loss": res["loss"]}
     if args.json:
         print(json.dumps(out, indent=2))
     else:
-        print(f"{meta['model']} (epoch {meta['epoch']}) on {name} {args.split} "
+        ema = ", EMA weights" if weights == "ema" else ""
+        print(f"{meta['model']} (epoch {meta['epoch']}{ema}) on {name} {args.split} "
               f"({res['n']} images): top-1 {res['top1']:.2f}%  top-5 {res['top5']:.2f}%  "
               f"loss {res['loss']:.4f}")
     return 0
