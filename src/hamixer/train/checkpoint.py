@@ -134,7 +134,8 @@ def save_checkpoint(out_dir: str | os.PathLike, tag: str, model: nn.Module,
     """
     out = Path(out_dir)
     epoch = int(meta["epoch"])
-    _save_tensors(out / f"{tag}.safetensors", (ema or model).state_dict(), epoch)
+    evaluated = ema if ema is not None else model
+    _save_tensors(out / f"{tag}.safetensors", evaluated.state_dict(), epoch)
     rng_json, state_tensors = rng_state()
     meta = {"format": FORMAT, "version": VERSION, **meta, "rng": rng_json,
             "weights": "ema" if ema is not None else "model"}

@@ -469,6 +469,7 @@ def _train_epochs(cfg: TrainConfig, out: Path, model: nn.Module, kwargs: dict[st
                            f"({last_saved['where']}); continue with --resume", signum)
 
     ema_module = ema.module if ema is not None else None
+    evaluated = model if ema_module is None else ema_module
     bar = _progress(cfg.epochs * steps, start_epoch * steps + start_step,
                     cfg.quiet or not ctx.is_main, cfg.model)
     with _StopRequest() as stop:
@@ -513,7 +514,7 @@ def _train_epochs(cfg: TrainConfig, out: Path, model: nn.Module, kwargs: dict[st
                                        "learning rate or turn off --amp") from None
                 if scheduler is not None:
                     scheduler.step(epoch + 1)
-                te = evaluate(ema_module or model, test_batches, device, amp_dtype)
+                te = evaluate(evaluated, test_batches, device, amp_dtype)
                 seconds = time.perf_counter() - t0 + (partial or {}).get("seconds", 0.0) \
                     * bool(first_step)
                 row = {"epoch": epoch + 1, "train_loss": tr["loss"], "train_acc": tr["acc"],
