@@ -246,3 +246,25 @@ def test_model_ema_flags(tmp_path, capsys):
 
     saved = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
     assert saved["model_ema"] is True and saved["model_ema_decay"] == 0.5
+
+
+def test_muon_run_resumes_exactly(tmp_path):
+    """timm's Muon (hybrid: its AdamW fallback in separate parameter groups) checkpoints its
+    momenta and group settings, and a resumed run matches the uninterrupted one."""
+    base = TrainConfig(model="vanillamixer_n2_8", dataset="digits", epochs=2, batch_size=32,
+                       limit_train=96, limit_test=64, quiet=True, threads=1, opt="muon",
+                       model_kwargs={"num_blocks": 1, "embed_dim": 16})
+    run_training(TrainConfig(**{**base.to_dict(), "out": str(tmp_path / "full")}),
+                 hooks=[_StopAfter(99)])
+    cut = TrainConfig(**{**base.to_dict(), "out": str(tmp_path / "cut")})
+    with pytest.raises(KeyboardInterrupt):
+        run_training(cut, hooks=[_StopAfter(1)])
+    cut.resume = True
+    run_training(cut, hooks=[_StopAfter(99)])
+    a, b = _rows(tmp_path / "full"), _rows(tmp_path / "cut")
+    assert [r["train_loss"] for r in a] == [r["train_loss"] for r in b]
+    wa = load_file(str(tmp_path / "full" / "last.safetensors"))
+    wb = load_file(str(tmp_path / "cut" / "last.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    meta = json.loads((tmp_path / "cut" / "last.json").read_text())
+    assert meta["config"]["opt"] == "muon"

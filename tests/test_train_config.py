@@ -87,3 +87,55 @@ def test_norm_weight_decay_moves_only_the_norm_gains(name):
         assert len(exempt) == 2 * 4 + 1  # two norms per serial block and the final norm
     elif name.startswith("mlpmixer"):
         assert not exempt  # per-token norms have 1-D gains, which timm already exempts
+
+
+@pytest.mark.parametrize("name", ["vanillamixer_t4_28", "asymmixer_t4_28", "mlpmixer_t4_28"])
+def test_muon_orthogonalises_only_the_mixing_matrices(name):
+    """With a hybrid optimizer the MLP matrices (tied and breaking ones included) get Muon;
+    the stem, the head and every norm parameter (the joint norm's are 2-D) its AdamW."""
+    from hamixer.models import create_model
+    from hamixer.train.engine import make_optimizer_and_scheduler
+
+    model = create_model(name)
+    names = {id(p): n for n, p in model.named_parameters()}
+    cfg = TrainConfig(model=name, dataset="fashion-mnist", opt="muon", norm_weight_decay=False)
+    opt = make_optimizer_and_scheduler(cfg, model, 10)[0]
+    muon = {names[id(p)] for g in opt.param_groups if not g.get("use_fallback")
+            for p in g["params"]}
+    matrices = {n for n, p in model.named_parameters()
+                if n.startswith("blocks.") and "mlp" in n and p.ndim == 2}
+    assert muon == matrices and len(matrices) == 4 * 4  # 4 blocks × 2 MLPs × 2 matrices
+    fallback = set(names.values()) - muon
+    assert {"stem.proj.weight", "head.weight", "norm.weight"} <= fallback
+    decayed = {names[id(p)] for g in opt.param_groups if g["weight_decay"] > 0
+               for p in g["params"]}
+    assert matrices <= decayed and "norm.weight" not in decayed
+    assert "stem.proj.weight" in decayed and "head.bias" not in decayed
+
+
+def test_muon_orthogonalises_in_float32_on_cpu(monkeypatch):
+    """On CPU each Muon step runs timm's Newton–Schulz in float32 and leaves the module as it
+    found it; AdamW is not hooked."""
+    import timm.optim.muon as timm_muon
+    import torch
+
+    from hamixer.models import create_model
+    from hamixer.train.engine import make_optimizer_and_scheduler
+
+    dtypes = []
+    original = timm_muon.zeropower_via_newtonschulz
+
+    def spy(*args, **kwargs):
+        dtypes.append(kwargs.get("dtype"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(timm_muon, "zeropower_via_newtonschulz", spy)
+    for opt_name, hooked in (("muon", True), ("adamw", False)):
+        model = create_model("vanillamixer_n2_8", num_blocks=1, embed_dim=16)
+        cfg = TrainConfig(model="vanillamixer_n2_8", opt=opt_name)
+        opt = make_optimizer_and_scheduler(cfg, model, 10)[0]
+        model(torch.randn(4, 1, 8, 8)).square().mean().backward()
+        opt.step()
+        assert bool(opt._optimizer_step_pre_hooks) == hooked
+    assert dtypes == [torch.float32] * 4  # one call per mixing matrix (2 MLPs × 2)
+    assert timm_muon.zeropower_via_newtonschulz is spy

@@ -151,21 +151,59 @@ def norm_gain_names(model: nn.Module) -> set[str]:
             if isinstance(mod, kinds) and isinstance(getattr(mod, "weight", None), nn.Parameter)}
 
 
+def matrix_param_names(model: nn.Module) -> set[str]:
+    """Names of the weight matrices of the network body: the 2-D parameters of every mixing
+    MLP (tied ``weight`` and ``breaking`` included) and of every ``nn.Linear`` except the
+    classifier head. Norm gains and shifts of a joint norm are 2-D ([S, C]) but not matrices."""
+    from ..models.mlp import MixingMLP
+
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    names: set[str] = set()
+    for mod_name, mod in model.named_modules():
+        if mod is head or not isinstance(mod, (MixingMLP, nn.Linear)):
+            continue
+        prefix = f"{mod_name}." if mod_name else ""
+        names |= {prefix + n for n, p in mod.named_parameters(recurse=False) if p.ndim == 2}
+    return names
+
+
+def is_hybrid_optimizer(opt: str) -> bool:
+    """Whether timm's ``opt`` is Muon-like: orthogonalised updates for matrices, AdamW for the
+    rest (parameter groups marked ``use_fallback``)."""
+    from timm.optim import Muon, get_optimizer_class
+
+    try:
+        cls = get_optimizer_class(opt, bind_defaults=False)
+    except (ValueError, AssertionError, KeyError):
+        return False  # unknown names are reported by create_optimizer_v2
+    return isinstance(cls, type) and issubclass(cls, Muon)
+
+
 def make_optimizer_and_scheduler(cfg: TrainConfig, model: nn.Module, updates_per_epoch: int):
-    from timm.optim import create_optimizer_v2
+    from timm.optim import create_optimizer_v2, param_groups_weight_decay
     from timm.scheduler import create_scheduler_v2
 
     params: nn.Module | list[dict[str, Any]] = model
-    if not cfg.norm_weight_decay and cfg.weight_decay:
-        from timm.optim import param_groups_weight_decay
-
-        skip = set(getattr(model, "no_weight_decay", set)()) | norm_gain_names(model)
+    skip = set(getattr(model, "no_weight_decay", set)())
+    if not cfg.norm_weight_decay:
+        skip |= norm_gain_names(model)
+    if is_hybrid_optimizer(cfg.opt):
+        # timm's Muon treats every parameter of 2+ dims as a matrix; the stem, the head and
+        # the joint norms' [S, C] gains and shifts go to its AdamW fallback instead.
+        fallback = {n for n, _ in model.named_parameters()} - matrix_param_names(model)
+        params = param_groups_weight_decay(model, cfg.weight_decay, no_weight_decay_list=skip,
+                                           fallback_list=fallback)
+    elif not cfg.norm_weight_decay and cfg.weight_decay:
         params = param_groups_weight_decay(model, cfg.weight_decay, no_weight_decay_list=skip)
     try:
         optimizer = create_optimizer_v2(params, opt=cfg.opt, lr=cfg.resolved_lr,
                                         weight_decay=cfg.weight_decay, eps=cfg.opt_eps)
     except (ValueError, AssertionError, TypeError) as err:
         raise ConfigError(f"optimizer {cfg.opt!r}: {err}") from None
+    if is_hybrid_optimizer(cfg.opt) and next(model.parameters()).device.type == "cpu":
+        from .muon import newton_schulz_in_float32
+
+        newton_schulz_in_float32(optimizer)
     if cfg.sched == "none":
         return optimizer, None
     scheduler, _ = create_scheduler_v2(

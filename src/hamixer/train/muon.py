@@ -1,0 +1,44 @@
+"""timm's Muon on a CPU: its Newton–Schulz orthogonalisation in float32.
+
+timm runs the iteration in bfloat16, the right choice on GPUs. CPUs without bfloat16 matrix
+units emulate it, and there it is the slow part of training: for the 24 matrices of a
+``*_m4_28`` Mixer, 5 iterations take 0.97 s per step in bfloat16 and 0.05 s in float32
+(one thread), against 0.46 s for the rest of the step. float32 is also the more accurate
+of the two, so on CPU the optimiser switches it for the duration of each of its own steps.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+
+_MODULE = "timm.optim.muon"
+_FUNCTION = "zeropower_via_newtonschulz"
+
+
+def newton_schulz_in_float32(optimizer: torch.optim.Optimizer) -> None:
+    """Make every ``step`` of a timm Muon ``optimizer`` orthogonalise in float32.
+
+    The pre-step hook points timm's module-level function at a float32 version of itself
+    and the post-step hook restores it, so other optimisers in the process are untouched.
+    """
+    import importlib
+
+    module = importlib.import_module(_MODULE)
+    original = getattr(module, _FUNCTION, None)
+    if original is None:  # a timm that no longer has it: keep its own behaviour
+        return
+    saved: list[Any] = []
+
+    def before(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        current = getattr(module, _FUNCTION)
+        saved.append(current)
+        setattr(module, _FUNCTION, functools.partial(current, dtype=torch.float32))
+
+    def after(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        setattr(module, _FUNCTION, saved.pop())
+
+    optimizer.register_step_pre_hook(before)
+    optimizer.register_step_post_hook(after)
