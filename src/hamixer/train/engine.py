@@ -187,7 +187,8 @@ def make_optimizer_and_scheduler(cfg: TrainConfig, model: nn.Module, updates_per
     skip = set(getattr(model, "no_weight_decay", set)())
     if not cfg.norm_weight_decay:
         skip |= norm_gain_names(model)
-    if is_hybrid_optimizer(cfg.opt):
+    hybrid = is_hybrid_optimizer(cfg.opt)
+    if hybrid:
         # timm's Muon treats every parameter of 2+ dims as a matrix; the stem, the head and
         # the joint norms' [S, C] gains and shifts go to its AdamW fallback instead.
         fallback = {n for n, _ in model.named_parameters()} - matrix_param_names(model)
@@ -200,7 +201,7 @@ def make_optimizer_and_scheduler(cfg: TrainConfig, model: nn.Module, updates_per
                                         weight_decay=cfg.weight_decay, eps=cfg.opt_eps)
     except (ValueError, AssertionError, TypeError) as err:
         raise ConfigError(f"optimizer {cfg.opt!r}: {err}") from None
-    if is_hybrid_optimizer(cfg.opt) and next(model.parameters()).device.type == "cpu":
+    if hybrid and next(model.parameters()).device.type == "cpu":
         from .muon import newton_schulz_in_float32
 
         newton_schulz_in_float32(optimizer)
