@@ -268,3 +268,16 @@ def test_muon_run_resumes_exactly(tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     meta = json.loads((tmp_path / "cut" / "last.json").read_text())
     assert meta["config"]["opt"] == "muon"
+
+
+def test_finished_run_resumed_trains_nothing_and_shows_no_bar(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--epochs", "1", "--out", str(out), *[a for a in TINY if a != "--quiet"]]
+    assert main(args) == 0
+    assert "batch" in capsys.readouterr().err  # the progress bar while training
+    mtime = (out / "last.json").stat().st_mtime
+    assert main([*args, "--resume"]) == 0
+    captured = capsys.readouterr()
+    assert "batch" not in captured.err  # no (full) progress bar for a finished run
+    assert "nothing left to train" in captured.out + captured.err
+    assert (out / "last.json").stat().st_mtime == mtime
