@@ -436,6 +436,7 @@ def _train_epochs(cfg: TrainConfig, out: Path, model: nn.Module, kwargs: dict[st
         raise HamixerError(f"{out} already holds a run; pass --resume to continue it or "
                            "choose another --out")
     start_epoch, start_step, partial = 0, 0, None
+    finished = False  # only a resumed run can have nothing left (compare re-tabulating)
     best_acc, best_epoch = -1.0, 0
     metrics_path = out / "metrics.jsonl"
     rows: list[dict[str, Any]] = []
@@ -464,8 +465,9 @@ def _train_epochs(cfg: TrainConfig, out: Path, model: nn.Module, kwargs: dict[st
                                f"{steps} steps")
         rows = _read_metrics(metrics_path, start_epoch)
         where = f" step {start_step}/{steps} of epoch {start_epoch + 1}" if start_step else ""
+        finished = start_epoch >= cfg.epochs
         log(f"{out} has finished all {cfg.epochs} epochs; nothing left to train"
-            if start_epoch >= cfg.epochs else f"resuming {out} after epoch {start_epoch}{where}")
+            if finished else f"resuming {out} after epoch {start_epoch}{where}")
     if ctx.is_main:
         save_config(cfg, out / "config.yaml")
         if start_epoch == 0 and start_step == 0 and hooks:
@@ -510,7 +512,7 @@ def _train_epochs(cfg: TrainConfig, out: Path, model: nn.Module, kwargs: dict[st
 
     ema_module = ema.module if ema is not None else None
     evaluated = model if ema_module is None else ema_module
-    finished = start_epoch >= cfg.epochs  # compare re-tabulating: a full bar would read as training
+    # no bar for a finished run: a full bar would read as training
     bar = _progress(cfg.epochs * steps, start_epoch * steps + start_step,
                     cfg.quiet or not ctx.is_main or finished, cfg.model)
     with _StopRequest() as stop:
