@@ -1,6 +1,6 @@
 import pytest
 
-from hamixer.sweep import aggregate, format_sweep_md, plot_sweep
+from hamixer.experiments.sweep import aggregate, format_sweep_md, plot_sweep
 
 
 def _records():

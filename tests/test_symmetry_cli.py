@@ -89,7 +89,8 @@ def test_sweep_and_report(tmp_path, capsys):
                  *TINY]) == 0
     data = json.loads((sweep / "sweep.json").read_text())
     kinds = sorted((r["kind"], r.get("lambda")) for r in data["records"])
-    assert kinds == [("asym", 0.0), ("asym", 0.01), ("para", None), ("sym", None)]
+    assert kinds == [("asym", 0.0), ("asym", 0.01), ("para", None), ("sym", None),
+                     ("vanilla", None)]
     assert all(r["breaking_ratio"] > 0 for r in data["records"] if r["kind"] == "asym")
     assert data["command"].startswith("hamixer sweep --lambdas 1e-2,0")
     assert {"torch", "timm", "python", "hamixer"} <= set(data["versions"])

@@ -121,7 +121,7 @@ def _init_row(run_dir: Path) -> dict[str, Any] | None:
 
 # ------------------------------------------------------------------------------- sections
 def section_sweep(run_dir: Path, figs: _Figures) -> str:
-    from .sweep import format_sweep_md
+    from .experiments.sweep import format_sweep_md
 
     data = _load_json(run_dir / "sweep.json")
     parts = [f"## λ sweep: {data.get('dataset')} ({run_dir})\n",
@@ -134,7 +134,7 @@ def section_sweep(run_dir: Path, figs: _Figures) -> str:
 
 
 def section_compare(run_dir: Path, figs: _Figures) -> str:
-    from .train.compare import format_table
+    from .experiments.compare import format_table
 
     data = _load_json(run_dir / "results.json")
     seeds = data.get("seeds", [])

@@ -18,7 +18,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"(default {DEFAULT_MODELS})")
     p.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2 (mean ± std)")
     p.add_argument("--out", default=None, help="output directory (default runs/compare-DATASET)")
+    add_jobs_argument(p)
     add_config_arguments(p, compare=True)
+
+
+def add_jobs_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-J", "--jobs", type=int, default=1, metavar="N",
+                   help="trainings at a time, each in its own process with its share of the "
+                        "CPU threads (or its own GPU); default 1: one after the other, here")
+
+
+def check_jobs(jobs: int) -> None:
+    from ..errors import ConfigError
+
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
 
 
 def _seeds(text: str) -> list[int]:
@@ -37,11 +51,12 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..errors import ConfigError
+    from ..experiments.compare import run_compare
     from ..provenance import command_line, record_command
     from ..train.cli_args import config_from_args, resolve_model_name
-    from ..train.compare import run_compare
 
     seeds = _seeds(args.seeds)
+    check_jobs(args.jobs)
     base = config_from_args(args)
     models = [resolve_model_name(m.strip(), base.dataset) for m in args.models.split(",")
               if m.strip()]
@@ -55,14 +70,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"compare {', '.join(models)} on {base.dataset}: {base.epochs} epochs, batch "
           f"{base.batch_size}, seeds {', '.join(map(str, seeds))} -> {out}")
     if base.model_kwargs.get("init") == "symmetric":
-        from ..train.cli_args import has_free_mlps
+        from ..models.registry import has_free_mlps
 
         tied = [m for m in models if not has_free_mlps(m)]
         if tied:
             print(f"--init symmetric applies to free MLPs only; {', '.join(tied)} start as "
                   "usual")
     res = run_compare(base, models, seeds, out, symmetry=not args.no_symmetry,
-                      command=command_line())
+                      command=command_line(), jobs=args.jobs)
     record_command(out)
     print()
     print(res["table"])

@@ -4,6 +4,9 @@ ParaMixer, under one budget; writes sweep.json, sweep.md and sweep.png."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
+
+from .compare import add_jobs_argument, check_jobs
 
 NAME = "sweep"
 HELP = ("train AsymMixer at each λ plus SymMixer and ParaMixer (same seed, data order and "
@@ -11,16 +14,42 @@ HELP = ("train AsymMixer at each λ plus SymMixer and ParaMixer (same seed, data
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..experiments.sweep import DEFAULT_LAMBDAS, DEFAULT_REFERENCES, REFERENCES
+    from ..models.mixer import BREAKING_INITS
     from ..train.cli_args import add_config_arguments
-    from ..train.sweep import DEFAULT_LAMBDAS
 
     grid = ",".join(f"{x:g}" for x in DEFAULT_LAMBDAS)
+    refs = ",".join(DEFAULT_REFERENCES)
     p.add_argument("--lambdas", default=grid, help=f"comma-separated λ >= 0 (default {grid})")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (error bars over seeds)")
-    p.add_argument("--no-references", action="store_true",
-                   help="skip the SymMixer and ParaMixer reference runs")
+    p.add_argument("--mid-seeds", default=None, metavar="SEEDS",
+                   help="seeds for 0 < λ < 1 only (default: --seeds); the ends (λ >= 1, "
+                        "λ = 0) and the references get --seeds")
+    p.add_argument("--breaking-inits", default="xavier", metavar="INITS",
+                   help=f"where W̃ starts, comma-separated from {', '.join(BREAKING_INITS)}; "
+                        "each is swept over every λ (default xavier)")
+    p.add_argument("--references", default=refs, metavar="KINDS",
+                   help=f"reference runs, comma-separated from {', '.join(REFERENCES)} "
+                        f"(default {refs})")
+    p.add_argument("--no-references", action="store_true", help="no reference runs")
+    p.add_argument("--size", default=None,
+                   help="model size for every run, e.g. m4_28 (default: the dataset's)")
+    add_jobs_argument(p)
     p.add_argument("--out", default=None, help="output directory (default runs/sweep-DATASET)")
     add_config_arguments(p, compare=True)
+
+
+def _choices(text: str, valid: Sequence[str], flag: str) -> list[str]:
+    from ..errors import ConfigError, closest
+
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    for x in items:
+        if x not in valid:
+            raise ConfigError(f"{flag}: unknown {x!r}{closest(x, valid)} "
+                              f"(valid: {', '.join(valid)})")
+    if len(set(items)) != len(items):
+        raise ConfigError(f"{flag} must be distinct, got {text!r}")
+    return items
 
 
 def _lambdas(text: str) -> list[float]:
@@ -39,21 +68,39 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..errors import ConfigError
+    from ..experiments.sweep import REFERENCES, SweepPlan, run_sweep
+    from ..models.mixer import BREAKING_INITS
     from ..provenance import command_line, record_command
     from ..train.cli_args import config_from_args
-    from ..train.sweep import run_sweep
     from .compare import _seeds
 
     lambdas = _lambdas(args.lambdas)
     seeds = _seeds(args.seeds)
+    plan = SweepPlan(
+        lambdas=lambdas, seeds=seeds,
+        mid_seeds=_seeds(args.mid_seeds) if args.mid_seeds is not None else None,
+        breaking_inits=_choices(args.breaking_inits, BREAKING_INITS, "--breaking-inits"),
+        references=() if args.no_references else _choices(args.references, list(REFERENCES),
+                                                          "--references"))
     base = config_from_args(args)
     if "init" in base.model_kwargs:
         raise ConfigError("--init does not apply to a sweep (AsymMixer and SymMixer are tied)")
+    if "breaking_init" in base.model_kwargs:
+        raise ConfigError("set where W̃ starts with --breaking-inits, not --model-kwargs")
+    check_jobs(args.jobs)
     out = Path(args.out or f"runs/sweep-{base.dataset}")
     print(f"sweep λ = {', '.join(f'{x:g}' for x in lambdas)} on {base.dataset}: {base.epochs} "
           f"epochs, batch {base.batch_size}, seeds {', '.join(map(str, seeds))} -> {out}")
-    res = run_sweep(base, lambdas, seeds, out, references=not args.no_references,
-                    symmetry=not args.no_symmetry, command=command_line())
+    if args.size is not None:
+        from ..models.registry import SIZES
+
+        if args.size not in SIZES:
+            from ..errors import closest
+
+            raise ConfigError(f"unknown --size {args.size!r}{closest(args.size, SIZES)} "
+                              f"(valid: {', '.join(SIZES)})")
+    res = run_sweep(base, plan, out, size=args.size, symmetry=not args.no_symmetry,
+                    command=command_line(), jobs=args.jobs)
     record_command(out)
     print()
     print(res["table"])

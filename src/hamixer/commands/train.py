@@ -21,10 +21,11 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from ..errors import ConfigError
+    from ..models.registry import has_free_mlps
     from ..provenance import record_command
     from ..symmetry import symmetry_hook
     from ..symmetry_plot import plot_run_symmetry
-    from ..train.cli_args import config_from_args, has_free_mlps
+    from ..train.cli_args import config_from_args
     from ..train.engine import run_training
 
     cfg = config_from_args(args)

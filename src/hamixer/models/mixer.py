@@ -12,8 +12,11 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from .blocks import BLOCK_TYPES, ParallelMixerBlock, _MixerBlockBase
-from .mlp import MLP_TYPES, MixingMLP
+from .mlp import MLP_TYPES, AsymmetricMLP, MixingMLP
 from .norm import make_norm
+
+#: Where AsymMixer's breaking matrix starts (``HamMixer(breaking_init=...)``).
+BREAKING_INITS = ("xavier", "zero", "free")
 
 
 def _resolve(kind: str | type, table: dict[str, type], what: str) -> type:
@@ -57,6 +60,11 @@ class HamMixer(nn.Module):
         weight_init: ``"official"`` (Xavier-uniform linears, zero head, zero biases) or
             ``"timm"`` (timm's Mixer init: biases of MLPs ~ N(0, 1e-6)).
         init: ``"default"`` or ``"symmetric"`` (start free MLPs at W2 = W1ᵀ exactly).
+        breaking_init: where AsymMixer's breaking matrix W̃ starts (THEORY §3):
+            ``"xavier"`` (the official code: an independent Xavier matrix), ``"zero"``
+            (W̃ = 0: the model is SymMixer's at the same seed, weight for weight) or
+            ``"free"`` (W̃ = W2₀ − W1₀ᵀ from the free ParaMixer's initial weights at the same
+            seed: the model computes ParaMixer's initial function exactly).
     """
 
     def __init__(
@@ -85,7 +93,12 @@ class HamMixer(nn.Module):
         stem_norm: bool = False,
         weight_init: str = "official",
         init: str = "default",
+        breaking_init: str = "xavier",
     ) -> None:
+        # The constructor's arguments, to build the same network with other MLPs (the twin
+        # that a "zero" or "free" breaking_init copies its start from).
+        twin_args = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        twin_rng = torch.random.get_rng_state()
         super().__init__()
         if n_iter < 1:
             raise ValueError(f"n_iter must be >= 1, got {n_iter}")
@@ -99,6 +112,9 @@ class HamMixer(nn.Module):
             raise ValueError(f"weight_init must be 'official' or 'timm', got {weight_init!r}")
         if init not in ("default", "symmetric"):
             raise ValueError(f"init must be 'default' or 'symmetric', got {init!r}")
+        if breaking_init not in BREAKING_INITS:
+            raise ValueError(f"breaking_init must be one of {BREAKING_INITS}, "
+                             f"got {breaking_init!r}")
         block_cls = _resolve(block, BLOCK_TYPES, "block")
         mlp_cls = _resolve(mlp, MLP_TYPES, "mlp")
         token_mlp_cls = _resolve(token_mlp, MLP_TYPES, "token_mlp") if token_mlp else mlp_cls
@@ -128,6 +144,8 @@ class HamMixer(nn.Module):
         self.init_weights(weight_init)
         if init == "symmetric":
             self.symmetrize_()
+        if breaking_init != "xavier":
+            self._start_from_twin(breaking_init, twin_args, twin_rng)
 
     # ----------------------------------------------------------------- initialisation
     @torch.no_grad()
@@ -161,6 +179,28 @@ class HamMixer(nn.Module):
             fc1, fc2 = getattr(module, "fc1", None), getattr(module, "fc2", None)
             if isinstance(fc1, nn.Linear) and isinstance(fc2, nn.Linear):
                 fc2.weight.copy_(fc1.weight.t())
+
+    @torch.no_grad()
+    def _start_from_twin(self, breaking_init: str, args: dict[str, Any],
+                         rng: Tensor) -> None:
+        """Copy the initial weights of the SymMixer ("zero") or ParaMixer ("free") built
+        from the same arguments and the same random state, and leave the random state
+        where that model leaves it, so that data order and dropout follow it too."""
+        kinds = {type(m) for m in self.modules() if isinstance(m, MixingMLP)}
+        if kinds != {AsymmetricMLP}:
+            raise ValueError(f"breaking_init={breaking_init!r} needs asymmetric MLPs "
+                             "(AsymMixer) in every block")
+        twin_mlp = "symmetric" if breaking_init == "zero" else "free"
+        torch.random.set_rng_state(rng)
+        twin = HamMixer(**{**args, "mlp": twin_mlp, "token_mlp": None,
+                           "breaking_init": "xavier"})
+        mlps = {name: m for name, m in self.named_modules() if isinstance(m, AsymmetricMLP)}
+        for name, mlp in mlps.items():
+            mlp.start_from_(twin.get_submodule(name))
+        theirs = twin.state_dict()
+        for key, value in self.state_dict().items():
+            if key.rpartition(".")[0] not in mlps:  # stem, norms, head: the twin's as they are
+                value.copy_(theirs[key])
 
     # ------------------------------------------------------------------- timm API
     @torch.jit.ignore

@@ -241,6 +241,18 @@ class AsymmetricMLP(SymmetricMLP):
     def penalty(self) -> Tensor:
         return self.breaking.pow(2).sum()
 
+    @torch.no_grad()
+    def start_from_(self, other: MixingMLP) -> None:
+        """Take ``other``'s W1 and biases, and W̃ = W2 − W1ᵀ, so that this MLP computes the
+        same function as ``other`` (W̃ = 0 for a tied ``other``)."""
+        self.weight.copy_(other.w1)
+        self.breaking.copy_(other.w2 - other.w1.t())
+        for mine, theirs in ((self.bias_hidden, other.b1), (self.bias_out, other.b2)):
+            if (mine is None) != (theirs is None):
+                raise ValueError("start_from_: the two MLPs differ in their biases")
+            if mine is not None:
+                mine.copy_(theirs)
+
 
 MLP_TYPES: dict[str, type[MixingMLP]] = {
     "free": FreeMLP,

@@ -157,6 +157,11 @@ def model_args(name: str, **overrides: Any) -> dict[str, Any]:
     return {**MODEL_CONFIGS[name], **overrides}
 
 
+def has_free_mlps(name: str) -> bool:
+    """Whether ``name``'s MLPs have independent W1 and W2 (what ``init="symmetric"`` ties)."""
+    return model_args(name).get("mlp") == "free"
+
+
 def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """Build a registered model; ``kwargs`` override its configuration.
 

@@ -91,13 +91,6 @@ def resolve_model_name(name: str, dataset: str) -> str:
     return name
 
 
-def has_free_mlps(model: str) -> bool:
-    """Whether ``model``'s MLPs have independent W1 and W2 (what ``--init symmetric`` ties)."""
-    from ..models.registry import model_args
-
-    return model_args(model).get("mlp") == "free"
-
-
 def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
     cfg = base or TrainConfig()
     given = vars(args)

@@ -1,0 +1,249 @@
+"""Run a plan of trainings, N at a time, each in its own process and run directory (``--jobs``).
+
+A plan is a list of :class:`Job`: a label and a :class:`TrainConfig` whose ``out`` is the run
+directory. With one job at a time the runs train in this process, one after the other. With
+N, N worker processes train side by side: the CPU threads are split between them, and on a
+machine with several GPUs each worker gets one. Every run resumes from its directory, so a
+killed plan continues where each run stopped and a finished run is only read back.
+
+While workers train, one progress line per worker shows its run, epoch and last test
+accuracy; each worker's own output goes to ``job.log`` in its run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import HamixerError
+from ..train.config import TrainConfig
+
+#: Seconds between looks at the workers' run directories.
+POLL_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training of a plan: ``label`` names it in logs and tables."""
+
+    label: str
+    cfg: TrainConfig
+    symmetry: bool = True
+
+
+def run_jobs(jobs: Sequence[Job], n_jobs: int = 1, log: Callable[[str], None] = print,
+             progress: bool = True) -> list[dict[str, Any]]:
+    """Train every job (resuming each from its run directory); return the summaries in plan
+    order. Raises :class:`HamixerError` naming the runs that failed, after the others end."""
+    if n_jobs < 1:
+        raise HamixerError(f"--jobs must be >= 1, got {n_jobs}")
+    done = {k: s for k, job in enumerate(jobs) if (s := finished_summary(job.cfg)) is not None}
+    for k, summary in done.items():
+        log(_result_line(k + 1, len(jobs), jobs[k].label, summary) + "  (finished run, read)")
+    todo = [k for k in range(len(jobs)) if k not in done]
+    if n_jobs == 1 or len(todo) <= 1:
+        trained = {k: _train_here(k + 1, jobs[k], len(jobs), log) for k in todo}
+    else:
+        trained = _Pool([jobs[k] for k in todo], n_jobs, log, progress).run()
+        trained = dict(zip(todo, trained, strict=True))
+    return [done[k] if k in done else trained[k] for k in range(len(jobs))]
+
+
+def finished_summary(cfg: TrainConfig) -> dict[str, Any] | None:
+    """The summary of the run in ``cfg.out`` if it has trained all of ``cfg``'s epochs with
+    ``cfg``'s settings (read from its ``config.yaml``); None if it has not finished.
+
+    This is what lets a table be made again from the records of finished runs alone
+    (``config.yaml``, ``metrics.jsonl``, ``summary.json``), without their checkpoints.
+    Raises :class:`HamixerError` for a finished run trained with other settings."""
+    from ..runs import read_summary
+    from ..train.config import load_yaml
+    from ..train.engine import RESUMABLE_CHANGES
+
+    summary = read_summary(cfg.out or "")
+    config_path = Path(cfg.out or "") / "config.yaml"
+    if summary is None or summary.get("epochs") != cfg.epochs or not config_path.is_file():
+        return None
+    saved = load_yaml(config_path)
+    for key, value in cfg.to_dict().items():
+        if key not in RESUMABLE_CHANGES and key in saved and _plain(saved[key]) != _plain(value):
+            raise HamixerError(f"{cfg.out} was trained with {key}={saved[key]!r}, not "
+                               f"{value!r}; use the same settings or choose another --out")
+    return summary
+
+
+def _plain(value: Any) -> Any:
+    """Tuples and lists alike (YAML and JSON give lists back)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _result_line(k: int, total: int, label: str, s: dict[str, Any]) -> str:
+    return (f"[{k}/{total}] {label}: best {s['best_test_acc']:.2f}%  final "
+            f"{s['final_test_acc']:.2f}%  {s['total_seconds']:.0f}s  "
+            f"{s['train_images_per_s']:.0f} img/s")
+
+
+def _train_here(k: int, job: Job, total: int, log: Callable[[str], None]) -> dict[str, Any]:
+    from .training import train_run
+
+    summary = train_run(job.cfg, job.symmetry)
+    log(_result_line(k, total, job.label, summary))
+    return summary
+
+
+def _cuda_devices(jobs: Sequence[Job]) -> int:
+    """How many GPUs the workers can take turns on (0: CPU only, or the runs ask for CPU)."""
+    if all(j.cfg.device == "cpu" for j in jobs):
+        return 0
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+class _Pool:
+    """Worker processes over a queue of jobs, with one progress bar per worker slot."""
+
+    def __init__(self, jobs: Sequence[Job], n_jobs: int, log: Callable[[str], None],
+                 progress: bool) -> None:
+        self.jobs, self.n_jobs, self.log, self.show = list(jobs), n_jobs, log, progress
+        self.gpus = _cuda_devices(self.jobs)
+        cores = os.cpu_count() or 1
+        self.threads = max(1, cores // n_jobs)
+        self.summaries: list[dict[str, Any] | None] = [None] * len(self.jobs)
+        self.failed: list[str] = []
+        self.running: dict[int, tuple[int, subprocess.Popen, Any]] = {}  # slot → (job, p, bar)
+
+    def run(self) -> list[dict[str, Any]]:
+        queue = list(range(len(self.jobs)))
+        try:
+            while queue or self.running:
+                for slot in range(self.n_jobs):
+                    if slot not in self.running and queue:
+                        self._start(slot, queue.pop(0))
+                time.sleep(POLL_SECONDS)
+                self._poll()
+        except BaseException:
+            self._stop_all()
+            raise
+        if self.failed:
+            raise HamixerError(f"{len(self.failed)} of {len(self.jobs)} runs failed: "
+                               + "; ".join(self.failed))
+        return [s for s in self.summaries if s is not None]
+
+    def _start(self, slot: int, index: int) -> None:
+        job = self.jobs[index]
+        cfg = job.cfg
+        threads = cfg.threads or self.threads
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        if self.gpus > 1:
+            env["CUDA_VISIBLE_DEVICES"] = str(slot % self.gpus)
+        spec = {"config": {**cfg.to_dict(), "threads": threads, "quiet": True,
+                           "resume": True}, "symmetry": job.symmetry}
+        out = Path(cfg.out or "")
+        out.mkdir(parents=True, exist_ok=True)
+        logfile = open(out / "job.log", "a")  # noqa: SIM115 - closed when the worker ends
+        proc = subprocess.Popen([sys.executable, "-m", __name__, json.dumps(spec)], env=env,
+                                stdout=logfile, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+        logfile.close()  # the worker holds its own copy
+        self.running[slot] = (index, proc, self._bar(slot, index))
+
+    def _bar(self, slot: int, index: int) -> Any:
+        from tqdm import tqdm
+
+        job = self.jobs[index]
+        return tqdm(total=job.cfg.epochs, position=slot, leave=False, unit="epoch",
+                    desc=f"[{index + 1}/{len(self.jobs)}] {job.label}", disable=not self.show,
+                    dynamic_ncols=True, bar_format="{desc}: {n:.1f}/{total} epochs "
+                    "|{bar}| {elapsed}<{remaining}{postfix}")
+
+    def _poll(self) -> None:
+        from tqdm import tqdm
+
+        for slot, (index, proc, bar) in list(self.running.items()):
+            job = self.jobs[index]
+            done, acc = run_progress(Path(job.cfg.out or ""))
+            bar.n = min(done, job.cfg.epochs)
+            if acc is not None:
+                bar.set_postfix_str(f"test {acc:.2f}%", refresh=False)
+            bar.refresh()
+            rc = proc.poll()
+            if rc is None:
+                continue
+            bar.close()
+            del self.running[slot]
+            summary_path = Path(job.cfg.out or "") / "summary.json"
+            if rc == 0 and summary_path.is_file():
+                summary = json.loads(summary_path.read_text())
+                self.summaries[index] = summary
+                tqdm.write(_result_line(index + 1, len(self.jobs), job.label, summary))
+            else:
+                self.failed.append(f"{job.label} (exit {rc}; see {job.cfg.out}/job.log: "
+                                   f"{_last_line(Path(job.cfg.out or '') / 'job.log')})")
+                tqdm.write(f"[{index + 1}/{len(self.jobs)}] {job.label}: failed, exit {rc}")
+
+    def _stop_all(self) -> None:
+        """Ask every worker to save and stop (SIGTERM), then wait for them."""
+        for _, proc, bar in self.running.values():
+            if proc.poll() is None:
+                proc.terminate()
+            bar.close()
+        for _, proc, _ in self.running.values():
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def run_progress(run_dir: Path) -> tuple[float, float | None]:
+    """Epochs done in ``run_dir`` (fractional from the last mid-epoch save) and the last
+    test accuracy, read from what the run has written so far."""
+    from ..runs import read_metrics
+
+    rows = read_metrics(run_dir)
+    done = float(rows[-1]["epoch"]) if rows else 0.0
+    acc = rows[-1]["test_acc"] if rows else None
+    try:
+        meta = json.loads((run_dir / "last.json").read_text())
+        if meta.get("step") and meta.get("steps_per_epoch") and meta["epoch"] == done:
+            done += meta["step"] / meta["steps_per_epoch"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no mid-epoch save yet, or one being replaced right now
+    return done, acc
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [x for x in path.read_text(errors="replace").splitlines() if x.strip()]
+    except OSError:
+        return "no log"
+    return lines[-1][-200:] if lines else "empty log"
+
+
+def _worker(spec_json: str) -> int:
+    """One job in a worker process: train (resumably), then exit 0; a user error exits 2."""
+    from .training import train_run
+
+    spec = json.loads(spec_json)
+    cfg = TrainConfig(**spec["config"])
+    try:
+        train_run(cfg, spec["symmetry"])
+    except HamixerError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return int(getattr(err, "exit_code", 2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_worker(sys.argv[1]))

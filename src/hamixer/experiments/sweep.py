@@ -1,0 +1,252 @@
+"""The λ sweep (``hamixer sweep``): AsymMixer(λ) between SymMixer (λ → ∞) and the free Mixers.
+
+Every run shares the config, seed, data order and budget; only the model, λ and where the
+breaking matrix W̃ starts (``breaking_init``) differ. Runs live in
+``OUT/<model>[-lambda<λ>][-<breaking_init>]/seed<k>`` (no suffix for the default ``xavier``)
+and are resumed like ``compare``'s, so an interrupted sweep continues, a finished one is only
+re-tabulated, and two sweeps with the same ``OUT`` share the runs they have in common.
+
+A run record is a dict with ``kind`` (``"asym"``, or a reference: ``"sym"``, ``"para"``,
+``"vanilla"``), for AsymMixer ``lambda``, ``breaking_init`` and ``breaking_ratio``
+(‖W̃‖/‖W1ᵀ‖ averaged over the token and channel MLPs at the end of training), and
+``seed``, ``best_acc``, ``final_acc`` (top-1 %).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..io import save_figure, write_json, write_text
+from ..runs import format_mean_std, mean_std, read_metrics
+from ..train.config import TrainConfig
+from .jobs import Job, run_jobs
+
+#: The λ grid of THEORY §3, from strong penalty to none.
+DEFAULT_LAMBDAS = (10.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 0.0)
+#: Reference families: kind → (family, name in tables).
+REFERENCES = {"sym": ("symmixer", "SymMixer"), "para": ("paramixer", "ParaMixer"),
+              "vanilla": ("vanillamixer", "vanilla Mixer")}
+DEFAULT_REFERENCES = ("sym", "para", "vanilla")
+
+
+def run_name(model: str, lam: float | None, breaking_init: str = "xavier") -> str:
+    name = model if lam is None else f"{model}-lambda{lam:g}"
+    return name if breaking_init == "xavier" else f"{name}-{breaking_init}"
+
+
+def is_end(lam: float) -> bool:
+    """The ends of the λ range (λ ≥ 1: near-tied; λ = 0: free), where the paper's claim is
+    sharpest and a sweep spends its seeds first."""
+    return lam >= 1 or lam == 0
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepPlan:
+    """What a sweep trains: the λ grid, the W̃ starts, the seeds and the references."""
+
+    lambdas: Sequence[float]
+    seeds: Sequence[int]
+    breaking_inits: Sequence[str] = ("xavier",)
+    references: Sequence[str] = DEFAULT_REFERENCES
+    #: seeds for 0 < λ < 1 (default: ``seeds``); the ends and the references get ``seeds``
+    mid_seeds: Sequence[int] | None = None
+
+    def seeds_for(self, lam: float | None) -> Sequence[int]:
+        if lam is None or is_end(lam) or self.mid_seeds is None:
+            return self.seeds
+        return self.mid_seeds
+
+    def entries(self) -> list[tuple[str, float | None, str, int]]:
+        """(kind, λ, breaking_init, seed), one pass over the grid per seed, so that a sweep
+        cut short has whole curves for its first seeds."""
+        grid: list[tuple[str, float | None, str]] = [(k, None, "xavier")
+                                                     for k in self.references]
+        grid += [("asym", lam, init) for lam in self.lambdas for init in self.breaking_inits]
+        seeds = list(dict.fromkeys([*self.seeds, *(self.mid_seeds or [])]))
+        return [(kind, lam, init, seed) for seed in seeds for kind, lam, init in grid
+                if seed in self.seeds_for(lam)]
+
+
+def final_breaking_ratio(run_dir: str | os.PathLike) -> float:
+    """‖W̃‖/‖W1ᵀ‖ at the end of a run, averaged over the token and channel MLP means: from
+    the last row of ``metrics.jsonl`` when the symmetry measures were logged, else from the
+    last checkpoint."""
+    keys = [f"sym/mean.{k}.breaking_ratio" for k in ("token", "channel")]
+    rows = read_metrics(run_dir)
+    flat = rows[-1] if rows and keys[0] in rows[-1] else None
+    if flat is None:
+        from ..symmetry import flat_symmetry
+        from ..train.checkpoint import load_model
+
+        flat = flat_symmetry(load_model(run_dir, prefer="last")[0])
+    vals = [flat[k] for k in keys if k in flat]
+    return sum(vals) / len(vals) if vals else math.nan
+
+
+def run_sweep(base: TrainConfig, plan: SweepPlan, out: Path, symmetry: bool = True,
+              command: str | None = None, jobs: int = 1, size: str | None = None,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train the sweep; write ``sweep.json``, ``sweep.md`` and ``sweep.png`` into ``out``.
+
+    ``size`` (e.g. ``"m4_28"``) picks the registered size of every model; by default, the
+    one that fits the dataset."""
+    from ..provenance import versions
+    from ..train.cli_args import resolve_model_name
+
+    families = {"asym": "asymmixer", **{k: fam for k, (fam, _) in REFERENCES.items()}}
+    size = {kind: f"{fam}_{size}" if size else resolve_model_name(fam, base.dataset)
+            for kind, fam in families.items()}
+    entries = plan.entries()
+    run_jobs_plan = []
+    for kind, lam, init, seed in entries:
+        kwargs = {k: v for k, v in base.model_kwargs.items()
+                  if k not in ("asym_lambda", "breaking_init")}
+        if lam is not None:
+            kwargs.update(asym_lambda=lam, breaking_init=init)
+        name = run_name(size[kind], lam, init)
+        cfg = dataclasses.replace(base, model=size[kind], model_kwargs=kwargs, seed=seed,
+                                  out=str(out / name / f"seed{seed}"), resume=True)
+        run_jobs_plan.append(Job(f"{name} seed {seed}", cfg, symmetry))
+    summaries = run_jobs(run_jobs_plan, jobs, log, progress=not base.quiet)
+    records = []
+    for (kind, lam, init, seed), job, s in zip(entries, run_jobs_plan, summaries, strict=True):
+        rec = {"kind": kind, "model": job.cfg.model, "seed": seed, "best_acc": s["best_test_acc"],
+               "final_acc": s["final_test_acc"], "seconds": s["total_seconds"],
+               "out": job.cfg.out}
+        if lam is not None:
+            rec.update({"lambda": lam, "breaking_init": init,
+                        "breaking_ratio": final_breaking_ratio(job.cfg.out or "")})
+        records.append(rec)
+    agg = aggregate(records)
+    table = format_sweep_md(agg)
+    write_json(out / "sweep.json", {
+        "dataset": base.dataset, "epochs": base.epochs, "batch_size": base.batch_size,
+        "lambdas": list(plan.lambdas), "seeds": list(plan.seeds),
+        "mid_seeds": None if plan.mid_seeds is None else list(plan.mid_seeds),
+        "breaking_inits": list(plan.breaking_inits), "models": size,
+        "config": {**base.to_dict(), "model": None, "out": None},
+        "records": records, "aggregate": agg, "command": command, "versions": versions()})
+    header = (f"# λ sweep on {base.dataset}: {base.epochs} epochs, batch {base.batch_size}, "
+              f"seeds {', '.join(map(str, plan.seeds))}"
+              + (f" (0 < λ < 1: {', '.join(map(str, plan.mid_seeds))})"
+                 if plan.mid_seeds is not None else "") + "\n\n")
+    footer = f"\n\nCommand: `{command}`\n" if command else "\n"
+    write_text(out / "sweep.md", header + table + footer)
+    n_seeds = len(plan.seeds)
+    plot_sweep(agg, out / "sweep.png",
+               title=f"{size['asym']} on {base.dataset}: accuracy vs penalty λ "
+                     f"({base.epochs} epochs, {n_seeds} seed{'s' if n_seeds > 1 else ''})")
+    return {"records": records, "aggregate": agg, "table": table}
+
+
+# ------------------------------------------------------------------------ aggregation
+def _summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"n_seeds": len(runs), "seeds": [r["seed"] for r in runs]}
+    for key in ("best_acc", "final_acc", "breaking_ratio"):
+        if any(key in r for r in runs):
+            out[key], out[f"{key}_std"] = mean_std(r.get(key) for r in runs)
+    return out
+
+
+def aggregate(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and std over seeds: one row per (λ, breaking_init), plus the reference levels."""
+    asym = [r for r in records if r["kind"] == "asym"]
+    inits = list(dict.fromkeys(r.get("breaking_init", "xavier") for r in asym))
+    rows = []
+    for init in inits:
+        for lam in sorted({r["lambda"] for r in asym}, reverse=True):
+            runs = [r for r in asym
+                    if r["lambda"] == lam and r.get("breaking_init", "xavier") == init]
+            if runs:
+                rows.append({"lambda": lam, "breaking_init": init, **_summarize(runs)})
+    refs = {kind: _summarize([r for r in records if r["kind"] == kind])
+            for kind in REFERENCES if any(r["kind"] == kind for r in records)}
+    return {"asym": rows, "reference": refs}
+
+
+def format_sweep_md(agg: dict[str, Any]) -> str:
+    """The sweep as a Markdown table: SymMixer, AsymMixer from large λ to 0, free Mixers."""
+    inits = {r.get("breaking_init", "xavier") for r in agg["asym"]}
+    with_init = inits != {"xavier"}
+    head = "| model | λ |" + (" W̃ start |" if with_init else "")
+    lines = [head + " best test top-1 (%) | final test top-1 (%) | ‖W̃‖/‖W1ᵀ‖ | seeds |",
+             "|---|---:|" + ("---|" if with_init else "") + "---:|---:|---:|---:|"]
+
+    def line(name: str, lam: str, init: str, r: dict[str, Any], ratio: str) -> str:
+        n = r["n_seeds"]
+        return (f"| {name} | {lam} |" + (f" {init} |" if with_init else "")
+                + f" {format_mean_std(r['best_acc'], r['best_acc_std'], n)} |"
+                f" {format_mean_std(r['final_acc'], r['final_acc_std'], n)} | {ratio} | {n} |")
+
+    refs = agg["reference"]
+    if "sym" in refs:
+        lines.append(line("SymMixer", "∞", "–", refs["sym"], "0"))
+    for r in agg["asym"]:
+        ratio = r.get("breaking_ratio", math.nan)
+        lines.append(line("AsymMixer", f"{r['lambda']:g}", r.get("breaking_init", "xavier"),
+                          r, "–" if math.isnan(ratio) else f"{ratio:.3g}"))
+    for kind in ("para", "vanilla"):
+        if kind in refs:
+            lines.append(line(REFERENCES[kind][1], "(free)", "–", refs[kind], "–"))
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ figure
+def plot_sweep(agg: dict[str, Any], path: str | os.PathLike, metric: str = "best_acc",
+               title: str = "AsymMixer: accuracy vs symmetry-breaking penalty λ") -> None:
+    """Two panels: test accuracy vs λ with the reference levels; ‖W̃‖/‖W1ᵀ‖ vs λ. One line
+    per W̃ start."""
+    from matplotlib.figure import Figure
+
+    rows = agg["asym"]
+    # λ = 0 sits one decade left of the smallest positive λ on the log axis, labelled "0".
+    positive = [r["lambda"] for r in rows if r["lambda"] > 0]
+    zero_at = (min(positive) if positive else 1.0) / 10
+    fig = Figure(figsize=(12, 4.5))
+    ax1, ax2 = fig.subplots(1, 2)
+    inits = list(dict.fromkeys(r.get("breaking_init", "xavier") for r in rows))
+    for i, init in enumerate(inits):
+        sel = [r for r in rows if r.get("breaking_init", "xavier") == init]
+        lams = [r["lambda"] if r["lambda"] > 0 else zero_at for r in sel]
+        label = "AsymMixer(λ)" + (f", W̃ start {init}" if len(inits) > 1 else "")
+        ax1.errorbar(lams, [r[metric] for r in sel],
+                     yerr=[r.get(f"{metric}_std", 0.0) for r in sel], marker="o", capsize=3,
+                     color=f"C{i}", label=label)
+        ax2.errorbar(lams, [r.get("breaking_ratio", math.nan) for r in sel],
+                     yerr=[r.get("breaking_ratio_std", 0.0) for r in sel], marker="s",
+                     capsize=3, color=f"C{i}", label=label)
+    styles = {"sym": ("SymMixer (tied)", "C3"), "para": ("ParaMixer (free)", "C2"),
+              "vanilla": ("vanilla Mixer (free, serial)", "C4")}
+    for kind, (label, color) in styles.items():
+        ref = agg["reference"].get(kind)
+        if not ref:
+            continue
+        mean, std = ref[metric], ref.get(f"{metric}_std", 0.0)
+        ax1.axhline(mean, color=color, ls="--", label=f"{label}: {mean:.2f}%")
+        if std > 0:
+            ax1.axhspan(mean - std, mean + std, color=color, alpha=0.12)
+    ticks = sorted({r["lambda"] if r["lambda"] > 0 else zero_at for r in rows})
+    has_zero = any(r["lambda"] == 0 for r in rows)
+    for ax in (ax1, ax2):
+        ax.set_xscale("log")
+        ax.set_xticks(ticks, ["0" if t == zero_at and has_zero else f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("penalty λ (log axis; 0 = no penalty)")
+        ax.grid(alpha=0.3)
+        ax.invert_xaxis()  # left: strong penalty (near-symmetric); right: free
+    ax1.set_ylabel(f"test top-1 (%), {'best' if metric == 'best_acc' else 'final'} epoch")
+    ax1.set_title("accuracy")
+    ax1.legend(fontsize=8)
+    ax2.set_yscale("log")
+    ax2.set_ylabel("‖W̃‖ / ‖W1ᵀ‖ (mean over blocks and MLPs)")
+    ax2.set_title("size of the symmetry-breaking matrix")
+    if len(inits) > 1:
+        ax2.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -1,0 +1,48 @@
+"""The run directory: the one reader of what a training run writes.
+
+A run directory holds ``config.yaml``, ``metrics.jsonl`` (one JSON row per finished epoch,
+``epoch`` counted from 1), ``summary.json`` (once the run ends), checkpoints and, for the
+commands that record it, ``command.txt``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+
+def read_metrics(run_dir: str | os.PathLike, upto_epoch: int | None = None
+                 ) -> list[dict[str, Any]]:
+    """The rows of ``metrics.jsonl`` (none if the run has not finished an epoch yet)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return rows if upto_epoch is None else [r for r in rows if r["epoch"] <= upto_epoch]
+
+
+def read_summary(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """``summary.json`` of a finished run, or None."""
+    path = Path(run_dir) / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def mean_std(values: Iterable[float | None]) -> tuple[float, float]:
+    """Mean and sample standard deviation over the values that are numbers (NaN and None are
+    left out); NaN, NaN when none is; a standard deviation of 0 for a single value."""
+    kept = [float(v) for v in values if v is not None and not math.isnan(v)]
+    if not kept:
+        return math.nan, math.nan
+    return statistics.fmean(kept), statistics.stdev(kept) if len(kept) > 1 else 0.0
+
+
+def format_mean_std(mean: float, std: float, n: int, digits: int = 2) -> str:
+    """``mean ± std`` for several seeds, ``mean`` for one, ``–`` for none."""
+    if math.isnan(mean):
+        return "–"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if n > 1 else f"{mean:.{digits}f}"
