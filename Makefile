@@ -18,5 +18,6 @@ run: install
 	$(BIN)/hamixer compare --dataset digits
 
 test: install
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q

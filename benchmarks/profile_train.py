@@ -27,7 +27,7 @@ from torch.optim.optimizer import (
     register_optimizer_step_pre_hook,
 )
 
-from hamixer.train.cli_args import resolve_model_name
+from hamixer.cli.flags import resolve_model_name
 from hamixer.train.config import TrainConfig, find_config_file, load_yaml, merge
 from hamixer.train.engine import run_training
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from hamixer import ConfigError
-from hamixer.bench import (
+from hamixer.cli import main
+from hamixer.experiments.bench import (
     SHAPES,
     build_candidate,
     gemm_shapes,
@@ -16,7 +17,6 @@ from hamixer.bench import (
     mixer_geometry,
     run_benchmark,
 )
-from hamixer.cli import main
 from hamixer.models.summary import count_macs
 
 

@@ -7,7 +7,7 @@ import torch
 
 from hamixer.cli import main
 from hamixer.data import default_data_dir
-from hamixer.energy.memory import load_memory
+from hamixer.experiments.memory import load_memory
 
 
 def test_memory_train_digits_writes_checkpoint_and_figures(tmp_path, capsys):
@@ -31,7 +31,7 @@ def test_memory_train_digits_writes_checkpoint_and_figures(tmp_path, capsys):
 
 def test_memory_training_reduces_the_denoising_error():
     from hamixer.data import load_digits_arrays
-    from hamixer.energy.memory import EnergyMemory, MemoryConfig, images_to_unit, train_memory
+    from hamixer.experiments.memory import EnergyMemory, MemoryConfig, images_to_unit, train_memory
 
     torch.manual_seed(0)
     train = images_to_unit(load_digits_arrays(True).images)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hamixer.energy.lagrangians import (
+from hamixer.ham.lagrangians import (
     GELULagrangian,
     IdentityLagrangian,
     LayerNormLagrangian,

@@ -5,9 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from hamixer.energy import block_as_ham, block_energy, integrate, interaction_energy
-from hamixer.energy.mixer_energy import block_vector_field, legendre_energy
 from hamixer.errors import ConfigError
+from hamixer.ham import integrate
 from hamixer.models import (
     AsymmetricMLP,
     FreeMLP,
@@ -15,6 +14,13 @@ from hamixer.models import (
     SerialMixerBlock,
     SymmetricMLP,
     create_model,
+)
+from hamixer.models.energy import (
+    block_as_ham,
+    block_energy,
+    block_vector_field,
+    interaction_energy,
+    legendre_energy,
 )
 
 

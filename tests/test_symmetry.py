@@ -3,14 +3,14 @@ import math
 import pytest
 import torch
 
-from hamixer.models import AsymmetricMLP, FreeMLP, SymmetricMLP, create_model
-from hamixer.symmetry import (
+from hamixer.experiments.symmetry import (
     flat_symmetry,
     format_symmetry_table,
     mlp_symmetry,
     model_symmetry,
     weight_symmetry,
 )
+from hamixer.models import AsymmetricMLP, FreeMLP, SymmetricMLP, create_model
 
 
 def test_tied_weights_are_perfectly_symmetric():
@@ -81,7 +81,8 @@ def test_symmetric_init_of_free_mlp_measures_tied():
 
 
 def test_symmetry_plot_from_metrics_rows(tmp_path):
-    from hamixer.symmetry_plot import plot_symmetry, symmetry_series
+    from hamixer.experiments.symmetry import symmetry_series
+    from hamixer.plots import plot_symmetry
 
     model = create_model("asymmixer_n2_8")
     rows = []
@@ -94,7 +95,7 @@ def test_symmetry_plot_from_metrics_rows(tmp_path):
     ratios = [v for _, v in series[(0, "channel", "breaking_ratio")]]
     assert ratios[0] > ratios[1] > ratios[2]
     out = tmp_path / "symmetry.png"
-    plot_symmetry(rows, out)
+    plot_symmetry(series, out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="no symmetry"):
-        plot_symmetry([{"epoch": 1}], tmp_path / "x.png")
+        plot_symmetry(symmetry_series([{"epoch": 1}]), tmp_path / "x.png")

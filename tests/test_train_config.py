@@ -2,8 +2,8 @@
 
 import pytest
 
+from hamixer.cli.flags import resolve_model_name
 from hamixer.errors import ConfigError
-from hamixer.train.cli_args import resolve_model_name
 from hamixer.train.config import CONFIG_DIR, TrainConfig, load_yaml, merge, parse_kv
 
 

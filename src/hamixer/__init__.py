@@ -6,7 +6,6 @@
 
 from .errors import ConfigError, HamixerError
 from .models import create_model, list_models
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = ["ConfigError", "HamixerError", "__version__", "create_model", "list_models"]

@@ -49,7 +49,7 @@ def versions() -> dict[str, str]:
     import timm
     import torch
 
-    from . import __version__
+    from .version import __version__
 
     return {"hamixer": __version__, "torch": torch.__version__, "timm": timm.__version__,
             "numpy": np.__version__, "python": platform.python_version()}

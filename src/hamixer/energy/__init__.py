@@ -1,21 +1,11 @@
-"""Energy view of the Mixer family: hierarchical associative memory (HAM) library, the
-energy of a parallel Mixer block, continuous dynamics, and the Energy MetaFormer memory."""
+"""Deprecated: the HAM library is :mod:`hamixer.ham` and the Mixer's energy is
+:mod:`hamixer.models.energy`. This name re-exports both for one release."""
 
-from .dynamics import Trajectory, descend, integrate, integrate_ham
-from .ham import HAM, AxisSynapse, ChannelSynapse, DenseSynapse, Neurons, Synapse, TokenSynapse
-from .lagrangians import (
-    LAGRANGIANS,
-    GELULagrangian,
-    IdentityLagrangian,
-    Lagrangian,
-    LayerNormLagrangian,
-    ReLULagrangian,
-    RePULagrangian,
-    SoftmaxLagrangian,
-    SphericalLagrangian,
-    gelu_lagrangian,
-)
-from .mixer_energy import (
+import warnings
+
+from ..ham import *  # noqa: F403
+from ..ham import __all__ as _ham_all
+from ..models.energy import (
     block_as_ham,
     block_energy,
     block_vector_field,
@@ -23,10 +13,8 @@ from .mixer_energy import (
     interaction_energy,
 )
 
-__all__ = [
-    "HAM", "LAGRANGIANS", "AxisSynapse", "ChannelSynapse", "DenseSynapse", "GELULagrangian",
-    "IdentityLagrangian", "Lagrangian", "LayerNormLagrangian", "Neurons", "ReLULagrangian",
-    "RePULagrangian", "SoftmaxLagrangian", "SphericalLagrangian", "Synapse", "TokenSynapse",
-    "Trajectory", "block_as_ham", "block_energy", "block_vector_field", "check_energy_config",
-    "descend", "gelu_lagrangian", "integrate", "integrate_ham", "interaction_energy",
-]
+warnings.warn("hamixer.energy is deprecated: import the HAM library from hamixer.ham and the "
+              "Mixer energy from hamixer.models.energy", DeprecationWarning, stacklevel=2)
+
+__all__ = [*_ham_all, "block_as_ham", "block_energy", "block_vector_field",
+           "check_energy_config", "interaction_energy"]

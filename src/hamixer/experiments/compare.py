@@ -9,12 +9,12 @@ continues and a finished one is only re-tabulated. ``jobs`` trains that many at 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..io import save_figure, write_json, write_text
+from ..io import write_json, write_text
+from ..plots import plot_curves
 from ..runs import format_mean_std, mean_std, read_metrics
 from ..train.config import TrainConfig
 from .jobs import Job, run_jobs
@@ -74,40 +74,3 @@ def format_table(rows: list[dict[str, Any]], n_seeds: int) -> str:
     return "\n".join(lines)
 
 
-def plot_curves(curves: dict[str, list[list[dict[str, Any]]]], path: Path, title: str) -> None:
-    """Test accuracy against epoch, one line per model (mean over seeds, ± std band)."""
-    import numpy as np
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6.4, 4.2))
-    ax = fig.subplots()
-    for model, seed_rows in curves.items():
-        n_ep = min(len(r) for r in seed_rows)
-        acc = np.array([[row["test_acc"] for row in r[:n_ep]] for r in seed_rows])
-        epochs = np.arange(1, n_ep + 1)
-        mean = acc.mean(axis=0)
-        (line,) = ax.plot(epochs, mean, marker="o" if n_ep <= 30 else None, markersize=3,
-                          label=f"{model} (best {acc.max(axis=1).mean():.1f}%)")
-        if len(seed_rows) > 1:
-            std = acc.std(axis=0, ddof=1)
-            ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("test top-1 accuracy (%)")
-    ax.set_title(title + (f" (mean ± std over {len(seed_rows)} seeds)"
-                          if len(seed_rows) > 1 else ""))
-    # Show every point when the curves span < 25 points; otherwise zoom on the last two
-    # thirds of training (the early epochs, far below, would flatten the differences).
-    every = [row["test_acc"] for rs in curves.values() for r in rs for row in r]
-    lo, hi = min(every), max(every)
-    if hi - lo < 25:
-        bottom = math.floor(lo) - 1
-    else:
-        late = min(min(r["test_acc"] for r in rs[-1][len(rs[-1]) // 3:]) for rs in curves.values())
-        bottom = math.floor(late / 5) * 5 - 5
-    ax.set_ylim(max(0.0, bottom), min(100.5, math.ceil(hi) + 1.5))
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    save_figure(fig, path)

@@ -21,7 +21,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..io import save_figure, write_json, write_text
+from ..io import write_json, write_text
+from ..plots import plot_sweep
 from ..runs import format_mean_std, mean_std, read_metrics
 from ..train.config import TrainConfig
 from .jobs import Job, run_jobs
@@ -80,8 +81,8 @@ def final_breaking_ratio(run_dir: str | os.PathLike) -> float:
     rows = read_metrics(run_dir)
     flat = rows[-1] if rows and keys[0] in rows[-1] else None
     if flat is None:
-        from ..symmetry import flat_symmetry
         from ..train.checkpoint import load_model
+        from .symmetry import flat_symmetry
 
         flat = flat_symmetry(load_model(run_dir, prefer="last")[0])
     vals = [flat[k] for k in keys if k in flat]
@@ -95,12 +96,12 @@ def run_sweep(base: TrainConfig, plan: SweepPlan, out: Path, symmetry: bool = Tr
 
     ``size`` (e.g. ``"m4_28"``) picks the registered size of every model; by default, the
     one that fits the dataset."""
+    from ..data import dataset_info
     from ..provenance import versions
-    from ..train.cli_args import resolve_model_name
 
     families = {"asym": "asymmixer", **{k: fam for k, (fam, _) in REFERENCES.items()}}
-    size = {kind: f"{fam}_{size}" if size else resolve_model_name(fam, base.dataset)
-            for kind, fam in families.items()}
+    size = size or dataset_info(base.dataset).model_size
+    size = {kind: f"{fam}_{size}" for kind, fam in families.items()}
     entries = plan.entries()
     run_jobs_plan = []
     for kind, lam, init, seed in entries:
@@ -197,56 +198,3 @@ def format_sweep_md(agg: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------ figure
-def plot_sweep(agg: dict[str, Any], path: str | os.PathLike, metric: str = "best_acc",
-               title: str = "AsymMixer: accuracy vs symmetry-breaking penalty λ") -> None:
-    """Two panels: test accuracy vs λ with the reference levels; ‖W̃‖/‖W1ᵀ‖ vs λ. One line
-    per W̃ start."""
-    from matplotlib.figure import Figure
-
-    rows = agg["asym"]
-    # λ = 0 sits one decade left of the smallest positive λ on the log axis, labelled "0".
-    positive = [r["lambda"] for r in rows if r["lambda"] > 0]
-    zero_at = (min(positive) if positive else 1.0) / 10
-    fig = Figure(figsize=(12, 4.5))
-    ax1, ax2 = fig.subplots(1, 2)
-    inits = list(dict.fromkeys(r.get("breaking_init", "xavier") for r in rows))
-    for i, init in enumerate(inits):
-        sel = [r for r in rows if r.get("breaking_init", "xavier") == init]
-        lams = [r["lambda"] if r["lambda"] > 0 else zero_at for r in sel]
-        label = "AsymMixer(λ)" + (f", W̃ start {init}" if len(inits) > 1 else "")
-        ax1.errorbar(lams, [r[metric] for r in sel],
-                     yerr=[r.get(f"{metric}_std", 0.0) for r in sel], marker="o", capsize=3,
-                     color=f"C{i}", label=label)
-        ax2.errorbar(lams, [r.get("breaking_ratio", math.nan) for r in sel],
-                     yerr=[r.get("breaking_ratio_std", 0.0) for r in sel], marker="s",
-                     capsize=3, color=f"C{i}", label=label)
-    styles = {"sym": ("SymMixer (tied)", "C3"), "para": ("ParaMixer (free)", "C2"),
-              "vanilla": ("vanilla Mixer (free, serial)", "C4")}
-    for kind, (label, color) in styles.items():
-        ref = agg["reference"].get(kind)
-        if not ref:
-            continue
-        mean, std = ref[metric], ref.get(f"{metric}_std", 0.0)
-        ax1.axhline(mean, color=color, ls="--", label=f"{label}: {mean:.2f}%")
-        if std > 0:
-            ax1.axhspan(mean - std, mean + std, color=color, alpha=0.12)
-    ticks = sorted({r["lambda"] if r["lambda"] > 0 else zero_at for r in rows})
-    has_zero = any(r["lambda"] == 0 for r in rows)
-    for ax in (ax1, ax2):
-        ax.set_xscale("log")
-        ax.set_xticks(ticks, ["0" if t == zero_at and has_zero else f"{t:g}" for t in ticks])
-        ax.minorticks_off()
-        ax.set_xlabel("penalty λ (log axis; 0 = no penalty)")
-        ax.grid(alpha=0.3)
-        ax.invert_xaxis()  # left: strong penalty (near-symmetric); right: free
-    ax1.set_ylabel(f"test top-1 (%), {'best' if metric == 'best_acc' else 'final'} epoch")
-    ax1.set_title("accuracy")
-    ax1.legend(fontsize=8)
-    ax2.set_yscale("log")
-    ax2.set_ylabel("‖W̃‖ / ‖W1ᵀ‖ (mean over blocks and MLPs)")
-    ax2.set_title("size of the symmetry-breaking matrix")
-    if len(inits) > 1:
-        ax2.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    save_figure(fig, path)

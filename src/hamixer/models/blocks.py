@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from timm.layers import DropPath
 from torch import Tensor, nn
 
+from .energy import block_energy
 from .mlp import FreeMLP, MixingMLP
 from .norm import make_norm
 
@@ -29,6 +30,9 @@ def hidden_sizes(dim: int, mlp_ratio: float | Sequence[float]) -> tuple[int, int
 
 
 class _MixerBlockBase(nn.Module):
+    #: whether one norm feeds both MLPs (a parallel block); serial blocks have no energy
+    parallel = False
+
     token_mlp: MixingMLP
     channel_mlp: MixingMLP
 
@@ -85,6 +89,9 @@ class ParallelMixerBlock(_MixerBlockBase):
     ``-∂E/∂g`` of the energy of THEORY §2.
     """
 
+    #: one norm feeds both MLPs: what the energy of :mod:`hamixer.models.energy` needs
+    parallel = True
+
     def __init__(self, dim: int, seq_len: int, norm: str = "joint",
                  norm_affine: str = "elementwise", **kwargs) -> None:
         super().__init__(dim, seq_len, norm=norm, norm_affine=norm_affine, **kwargs)
@@ -104,9 +111,8 @@ class ParallelMixerBlock(_MixerBlockBase):
 
     def energy(self, x: Tensor, pseudo: bool = False) -> Tensor:
         """Energy (THEORY §2) of visible states ``x`` [B, S, C] → [B]; see
-        :func:`hamixer.energy.block_energy` for when it is exact and what ``pseudo`` means."""
-        from ..energy.mixer_energy import block_energy  # lazy: energy imports this module
-
+        :func:`hamixer.models.energy.block_energy` for when it is exact and what ``pseudo``
+        means."""
         return block_energy(self, x, pseudo=pseudo)
 
 

@@ -28,8 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..ops import apply_linear
 from .mixer import HamMixer
-from .mlp import MixingMLP, apply_linear
+from .mlp import MixingMLP
 from .registry import register_family
 from .spectral_norm import SpectralNorm
 

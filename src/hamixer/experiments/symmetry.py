@@ -20,7 +20,9 @@ For one MLP with input matrix ``W1`` ([hidden, in]) and effective output matrix 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+import os
+import re
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -124,3 +126,49 @@ def rows_from_flat(flat: dict[str, Any]) -> list[dict[str, Any]]:
         rows.setdefault((int(block), mlp), {"block": int(block), "mlp": mlp})[measure] = value
     order = {"token": 0, "channel": 1}
     return [rows[k] for k in sorted(rows, key=lambda k: (k[0], order.get(k[1], 2)))]
+
+
+# ------------------------------------------------------------- per-epoch series of a run
+_KEY = re.compile(r"^sym/(\d+)\.(token|channel)\.(\w+)$")
+def symmetry_series(rows: Sequence[dict[str, Any]]) -> dict[tuple[int, str, str], list]:
+    """``(block, mlp, measure) → [(epoch, value), ...]`` from metrics.jsonl rows."""
+    series: dict[tuple[int, str, str], list] = {}
+    for row in rows:
+        for key, value in row.items():
+            m = _KEY.match(key)
+            if m and "epoch" in row:
+                series.setdefault((int(m[1]), m[2], m[3]), []).append((row["epoch"], value))
+    return series
+
+
+def read_run_symmetry(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Rows of a training run that carry symmetry measures: epoch 0 (if logged), then each epoch."""
+    import json
+    from pathlib import Path
+
+    run_dir = Path(run_dir)
+    rows: list[dict[str, Any]] = []
+    init = run_dir / "init_metrics.json"
+    if init.is_file():
+        rows.append(json.loads(init.read_text()))
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.is_file():
+        rows += [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
+    return [r for r in rows if any(k.startswith("sym/") for k in r)]
+
+
+def plot_run_symmetry(run_dir: str | os.PathLike, path: str | os.PathLike | None = None,
+                      title: str | None = None) -> str | None:
+    """Draw ``symmetry.png`` (default: into ``run_dir``) from its logged measures, if any."""
+    from pathlib import Path
+
+    rows = read_run_symmetry(run_dir)
+    if not rows:
+        return None
+    path = Path(path) if path is not None else Path(run_dir) / "symmetry.png"
+    if title is None:
+        title = f"weight symmetry during training: {Path(run_dir).parent.name}/{Path(run_dir).name}"
+    from ..plots import plot_symmetry
+
+    plot_symmetry(symmetry_series(rows), path, title)
+    return str(path)

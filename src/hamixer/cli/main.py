@@ -1,8 +1,8 @@
 """The ``hamixer`` command line.
 
-Every module in :mod:`hamixer.commands` is one sub-command: it defines ``NAME``, ``HELP``,
-``add_arguments(parser)`` and ``run(args) -> int``. Modules import heavy dependencies inside
-``run`` so that ``hamixer --help`` stays fast.
+Every module of :mod:`hamixer.cli` but ``main`` and ``flags`` is one sub-command: it defines
+``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``. Modules import heavy
+dependencies inside ``run`` so that ``hamixer --help`` stays fast.
 
 Errors that are the user's input (:class:`hamixer.errors.HamixerError`, a missing file, a
 bad value) print one line to stderr and exit with status 2; nothing is half-written.
@@ -16,16 +16,20 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
-from . import __version__
-from .errors import HamixerError
-from .provenance import set_command_line
+from ..errors import HamixerError
+from ..provenance import set_command_line
+from ..version import __version__
+
+#: Modules of the package that are not commands.
+_NOT_COMMANDS = ("main", "flags")
 
 
 def _command_modules() -> list:
-    from . import commands
+    from .. import cli
 
-    mods = [importlib.import_module(f"{commands.__name__}.{m.name}")
-            for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_")]
+    mods = [importlib.import_module(f"{cli.__name__}.{m.name}")
+            for m in pkgutil.iter_modules(cli.__path__)
+            if not m.name.startswith("_") and m.name not in _NOT_COMMANDS]
     return sorted(mods, key=lambda m: m.NAME)
 
 

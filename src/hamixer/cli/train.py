@@ -9,7 +9,7 @@ HELP = "train a model on an image dataset (metrics.jsonl, checkpoints, summary.j
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..train.cli_args import add_config_arguments
+    from .flags import add_config_arguments
 
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--resume", action="store_true", default=argparse.SUPPRESS,
@@ -21,12 +21,11 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from ..errors import ConfigError
+    from ..experiments.symmetry import plot_run_symmetry, symmetry_hook
     from ..models.registry import has_free_mlps
     from ..provenance import record_command
-    from ..symmetry import symmetry_hook
-    from ..symmetry_plot import plot_run_symmetry
-    from ..train.cli_args import config_from_args
     from ..train.engine import run_training
+    from .flags import config_from_args
 
     cfg = config_from_args(args)
     if cfg.model_kwargs.get("init") == "symmetric" and not has_free_mlps(cfg.model):

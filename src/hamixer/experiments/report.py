@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .errors import HamixerError
+from ..errors import HamixerError
 
 KINDS = ("sweep", "compare", "dynamics", "training")
 
@@ -87,7 +87,7 @@ def _fmt(v: Any, digits: int = 3) -> str:
 
 
 def _last_symmetry(run_dir: Path) -> dict[str, Any] | None:
-    from .symmetry_plot import read_run_symmetry
+    from .symmetry import read_run_symmetry
 
     rows = read_run_symmetry(run_dir)
     return rows[-1] if rows else None
@@ -121,7 +121,7 @@ def _init_row(run_dir: Path) -> dict[str, Any] | None:
 
 # ------------------------------------------------------------------------------- sections
 def section_sweep(run_dir: Path, figs: _Figures) -> str:
-    from .experiments.sweep import format_sweep_md
+    from .sweep import format_sweep_md
 
     data = _load_json(run_dir / "sweep.json")
     parts = [f"## λ sweep: {data.get('dataset')} ({run_dir})\n",
@@ -134,7 +134,7 @@ def section_sweep(run_dir: Path, figs: _Figures) -> str:
 
 
 def section_compare(run_dir: Path, figs: _Figures) -> str:
-    from .experiments.compare import format_table
+    from .compare import format_table
 
     data = _load_json(run_dir / "results.json")
     seeds = data.get("seeds", [])
@@ -167,14 +167,14 @@ def section_compare(run_dir: Path, figs: _Figures) -> str:
 
 
 def _read_command(run_dir: Path) -> str | None:
-    from .provenance import read_command
+    from ..provenance import read_command
 
     return read_command(run_dir)
 
 
 def _symmetry_png(run_dir: Path, figs: _Figures, label: str, caption: str) -> str:
     """The run's symmetry.png, drawn into the figure folder if the run has none."""
-    from .symmetry_plot import plot_run_symmetry
+    from .symmetry import plot_run_symmetry
 
     if (run_dir / "symmetry.png").is_file():
         return figs.add(run_dir / "symmetry.png", label, caption)
@@ -216,8 +216,8 @@ def section_training(run_dir: Path, figs: _Figures) -> str:
         parts.append(_symmetry_png(run_dir, figs, f"{run_dir.parent.name}-{run_dir.name}",
                                    f"weight symmetry during training: {title}"))
     elif (run_dir / "last.json").is_file():
+        from ..train.checkpoint import load_model
         from .symmetry import model_symmetry
-        from .train.checkpoint import load_model
 
         model, meta = load_model(run_dir, prefer="last")
         parts.append(f"No symmetry measures were logged during this run; measured on its last "
@@ -261,7 +261,7 @@ SECTIONS = {"sweep": section_sweep, "compare": section_compare, "dynamics": sect
 
 def build_report(run_dirs: list[Path], out: Path, title: str = "hamixer report") -> str:
     """The Markdown text (figures are copied as a side effect); written by the caller."""
-    from .provenance import command_line, versions
+    from ..provenance import command_line, versions
 
     kinds = [(d, detect_kind(d)) for d in run_dirs]  # fail before copying anything
     figs = _Figures(out)

@@ -33,8 +33,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..energy.block_dynamics import run_dynamics
+    from dataclasses import fields
+
     from ..errors import ConfigError
+    from ..experiments.dynamics import DynamicsConfig, run_dynamics
+    from ..ham.dynamics import METHODS
 
     for name in ("tokens", "channels", "starts", "points"):
         if getattr(args, name) < 1:
@@ -46,7 +49,10 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
     if args.weight_scale < 0 or args.asym_scale < 0:
         raise ConfigError("--weight-scale and --asym-scale must be >= 0")
-    summary = run_dynamics(args)
+    if args.method not in METHODS:
+        raise ConfigError(f"unknown --method {args.method!r}; choose one of {', '.join(METHODS)}")
+    cfg = DynamicsConfig(**{f.name: getattr(args, f.name) for f in fields(DynamicsConfig)})
+    summary = run_dynamics(cfg)
     from ..provenance import record_command
 
     record_command(args.out)

@@ -8,21 +8,41 @@ need not.
 
 from __future__ import annotations
 
-import argparse
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..ham.dynamics import Trajectory, integrate
 from ..io import save_figure, write_json
 from ..models.blocks import ParallelMixerBlock
+from ..models.energy import block_vector_field
 from ..models.mlp import AsymmetricMLP, SymmetricMLP
-from .dynamics import Trajectory, integrate
-from .mixer_energy import block_vector_field
-from .plots import _plt
+from ..plots import subplots
 
+
+@dataclass(frozen=True)
+class DynamicsConfig:
+    """Settings of ``hamixer dynamics`` (the defaults are the command's)."""
+
+    out: str
+    tokens: int = 3
+    channels: int = 4
+    starts: int = 4
+    method: str = "dopri5"
+    step_size: float = 0.02
+    rtol: float = 1e-6
+    atol: float = 1e-8
+    t_max: float = 20.0
+    points: int = 401
+    weight_scale: float = 1.5
+    asym_scale: float = 1.5
+    eps: float = 1e-6
+    landscape_eps: float = 0.5
+    seed: int = 0
 
 def make_block_pair(tokens: int, channels: int, weight_scale: float, asym_scale: float,
                     eps: float, seed: int) -> tuple[ParallelMixerBlock, ParallelMixerBlock]:
@@ -42,7 +62,7 @@ def make_block_pair(tokens: int, channels: int, weight_scale: float, asym_scale:
     return sym.double().eval(), asym.double().eval()
 
 
-def _solve(block: ParallelMixerBlock, x0: torch.Tensor, args: argparse.Namespace,
+def _solve(block: ParallelMixerBlock, x0: torch.Tensor, args: DynamicsConfig,
            pseudo: bool) -> Trajectory:
     t = torch.linspace(0.0, args.t_max, args.points, dtype=torch.float64)
     return integrate(lambda x: block_vector_field(block, x), x0, t,
@@ -65,7 +85,7 @@ def _trajectory_json(traj: Trajectory, block: ParallelMixerBlock) -> dict:
     return dict(t=traj.t.tolist(), x=traj.x.tolist(), g=g.tolist(), energy=traj.energy.tolist())
 
 
-def run_dynamics(args: argparse.Namespace) -> dict[str, dict]:
+def run_dynamics(args: DynamicsConfig) -> dict[str, dict]:
     """Integrate both blocks, write ``dynamics.json`` and three PNGs to ``args.out``."""
     out = Path(args.out)
     sym, asym = make_block_pair(args.tokens, args.channels, args.weight_scale, args.asym_scale,
@@ -95,9 +115,8 @@ def run_dynamics(args: argparse.Namespace) -> dict[str, dict]:
     return summary
 
 
-def _plot_activations(runs: dict, path: Path, args: argparse.Namespace) -> None:
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+def _plot_activations(runs: dict, path: Path, args: DynamicsConfig) -> None:
+    fig, axes = subplots(1, 2, figsize=(11, 3.8), sharey=True)
     for ax, (label, (block, traj)) in zip(axes, runs.items(), strict=True):
         with torch.no_grad():
             g = block.norm(traj.x[:, 0]).reshape(len(traj.t), -1).numpy()
@@ -115,12 +134,10 @@ def _plot_activations(runs: dict, path: Path, args: argparse.Namespace) -> None:
                  f"C={args.channels}, solver {args.method}", fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)
-    plt.close(fig)
 
 
-def _plot_energy(runs: dict, path: Path, args: argparse.Namespace) -> None:
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+def _plot_energy(runs: dict, path: Path, args: DynamicsConfig) -> None:
+    fig, axes = subplots(1, 2, figsize=(11, 3.8))
     for ax, (label, (_, traj)) in zip(axes, runs.items(), strict=True):
         e = traj.energy.numpy()
         for j in range(e.shape[1]):
@@ -135,16 +152,14 @@ def _plot_energy(runs: dict, path: Path, args: argparse.Namespace) -> None:
                  fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)
-    plt.close(fig)
 
 
-def _plot_landscape(land: dict, path: Path, args: argparse.Namespace) -> None:
-    plt = _plt()
+def _plot_landscape(land: dict, path: Path, args: DynamicsConfig) -> None:
     lim = max(3.0, math.ceil(max(float(tr.x.abs().max()) for _, tr in land.values())))
     grid = torch.linspace(-lim, lim, 161, dtype=torch.float64)
     xx, yy = torch.meshgrid(grid, grid, indexing="xy")
     pts = torch.stack([xx.reshape(-1), yy.reshape(-1)], -1).reshape(-1, 1, 2)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
+    fig, axes = subplots(1, 2, figsize=(11, 4.6))
     for ax, (label, (block, traj)) in zip(axes, land.items(), strict=True):
         with torch.no_grad():
             e = block.energy(pts, pseudo=label != "symmetric").reshape(xx.shape).numpy()
@@ -164,4 +179,3 @@ def _plot_landscape(land: dict, path: Path, args: argparse.Namespace) -> None:
                  "x₁ − x₂ only, since LN removes the mean", fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)
-    plt.close(fig)

@@ -2,9 +2,9 @@
 
 Two kinds of system share these tools:
 
-* a :class:`~hamixer.energy.ham.HAM` with dict states, ``τ_A dx_A/dt = −∂E/∂g_A``;
+* a :class:`~hamixer.ham.core.HAM` with dict states, ``τ_A dx_A/dt = −∂E/∂g_A``;
 * any vector field ``f(x)`` on one tensor with an energy ``E(x)`` (a Mixer block:
-  ``dx/dt = Tok(g) + Ch(g) − x``, see :mod:`hamixer.energy.mixer_energy`).
+  ``dx/dt = Tok(g) + Ch(g) − x``, see :mod:`hamixer.models.energy`).
 
 Both return a :class:`Trajectory`: times, states ``[T, B, …]`` and energies ``[T, B]``.
 """
@@ -17,8 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError
-from .ham import HAM, States
+from .core import HAM, States
 
 FIXED_STEP_METHODS = ("euler", "midpoint", "rk4")
 ADAPTIVE_METHODS = ("dopri5", "bosh3", "adaptive_heun")
@@ -48,7 +47,7 @@ def descend(ham: HAM, states: Mapping[str, Tensor], steps: int, step_size: float
     step. ``create_graph=True`` lets a loss on the final states train the weights.
     """
     if steps < 0 or step_size <= 0:
-        raise ConfigError(f"need steps >= 0 and step_size > 0, got {steps}, {step_size}")
+        raise ValueError(f"need steps >= 0 and step_size > 0, got {steps}, {step_size}")
     tau = dict(tau or {})
     states = dict(states)
     history: list[States] = []
@@ -74,11 +73,11 @@ def descend(ham: HAM, states: Mapping[str, Tensor], steps: int, step_size: float
 
 def _odeint_options(method: str, step_size: float | None, rtol: float, atol: float) -> dict:
     if method not in METHODS:
-        raise ConfigError(f"unknown ODE method {method!r}; choose one of {', '.join(METHODS)}")
+        raise ValueError(f"unknown ODE method {method!r}; choose one of {', '.join(METHODS)}")
     kw: dict = dict(method=method)
     if method in FIXED_STEP_METHODS:
         if step_size is None or step_size <= 0:
-            raise ConfigError(f"the fixed-step method {method!r} needs step_size > 0")
+            raise ValueError(f"the fixed-step method {method!r} needs step_size > 0")
         kw["options"] = dict(step_size=step_size)
     else:
         kw.update(rtol=rtol, atol=atol)

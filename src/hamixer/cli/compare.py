@@ -11,7 +11,7 @@ DEFAULT_MODELS = "vanillamixer,paramixer,symmixer,asymmixer"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..train.cli_args import add_config_arguments
+    from .flags import add_config_arguments
 
     p.add_argument("--models", default=DEFAULT_MODELS,
                    help="comma-separated names or families (sized for the dataset) "
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..experiments.compare import run_compare
     from ..provenance import command_line, record_command
-    from ..train.cli_args import config_from_args, resolve_model_name
+    from .flags import config_from_args, resolve_model_name
 
     seeds = _seeds(args.seeds)
     check_jobs(args.jobs)

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 #: Benchmark shapes: our size suffix and batch size.
 SHAPES: dict[str, dict[str, Any]] = {
@@ -60,8 +60,8 @@ MODES = ("train", "infer")
 # ----------------------------------------------------------------------------- models
 def build_candidate(candidate: str, shape: str) -> nn.Module:
     """The model ``candidate`` at ``shape``; timm's MlpMixer gets our size's arguments."""
-    from .models import create_model
-    from .models.registry import MODEL_CONFIGS
+    from ..models import create_model
+    from ..models.registry import MODEL_CONFIGS
 
     name = f"{'mlpmixer' if candidate == 'timm' else candidate}_{SHAPES[shape]['size']}"
     if candidate != "timm":
@@ -79,8 +79,8 @@ def build_candidate(candidate: str, shape: str) -> nn.Module:
 
 def mixer_geometry(shape: str) -> dict[str, int]:
     """S, C, L, k, p, H_tok, H_ch and classes of the models at ``shape``."""
-    from .models.blocks import hidden_sizes
-    from .models.registry import MODEL_CONFIGS
+    from ..models.blocks import hidden_sizes
+    from ..models.registry import MODEL_CONFIGS
 
     cfg = MODEL_CONFIGS[f"mlpmixer_{SHAPES[shape]['size']}"]
     h_tok, h_ch = hidden_sizes(cfg["embed_dim"], (0.5, 4.0))

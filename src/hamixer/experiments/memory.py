@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .dynamics import Trajectory, descend
-from .ham import HAM, DenseSynapse, Neurons, States
-from .lagrangians import LayerNormLagrangian, ReLULagrangian
+from ..ham.core import HAM, DenseSynapse, Neurons, States
+from ..ham.dynamics import Trajectory, descend
+from ..ham.lagrangians import LayerNormLagrangian, ReLULagrangian
 
 
 @dataclass

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..models.mlp import apply_linear
+from ..ops import apply_linear
 from .lagrangians import Lagrangian
 
 States = dict[str, Tensor]

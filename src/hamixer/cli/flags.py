@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .config import CONFIG_DIR, TrainConfig, load_yaml, merge, parse_kv
+from ..train.config import CONFIG_DIR, TrainConfig, load_yaml, merge, parse_kv
 
 # flag → (config field, type, help); every flag defaults to "not given".
 RECIPE_FLAGS: list[tuple[str, str, Any, str]] = [

@@ -36,14 +36,18 @@ pseudo-energy need not decrease.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from ..models.blocks import ParallelMixerBlock
-from ..models.mlp import AsymmetricMLP, MixingMLP, SymmetricMLP
-from ..models.norm import JointLayerNorm, TokenLayerNorm
-from .ham import HAM, ChannelSynapse, Neurons, TokenSynapse
-from .lagrangians import GELULagrangian, LayerNormLagrangian, gelu_lagrangian
+from ..ham.core import HAM, ChannelSynapse, Neurons, TokenSynapse
+from ..ham.lagrangians import GELULagrangian, LayerNormLagrangian, gelu_lagrangian
+from .mlp import AsymmetricMLP, MixingMLP, SymmetricMLP
+from .norm import JointLayerNorm, TokenLayerNorm
+
+if TYPE_CHECKING:  # the blocks call this module, so it must not import them at run time
+    from .blocks import ParallelMixerBlock
 
 
 def _is_tied(mlp: MixingMLP) -> bool:
@@ -53,7 +57,7 @@ def _is_tied(mlp: MixingMLP) -> bool:
 def check_energy_config(block: nn.Module, pseudo: bool = False) -> None:
     """Raise :class:`ConfigError` unless ``block`` has an (exact or, with ``pseudo``, pseudo)
     energy."""
-    if not isinstance(block, ParallelMixerBlock):
+    if not getattr(block, "parallel", False):
         raise ConfigError(f"{type(block).__name__} has no energy: only parallel Mixer blocks "
                           "(one norm, both MLPs on the same input) are a Hopfield update")
     for label, mlp in (("token", block.token_mlp), ("channel", block.channel_mlp)):

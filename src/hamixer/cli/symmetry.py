@@ -6,7 +6,8 @@ import argparse
 
 NAME = "symmetry"
 HELP = ("per block and MLP: cos(W2, W1ᵀ), best fit W2 ≈ a·W1ᵀ and its residual, coupling "
-        "(anti)symmetry, ‖W̃‖/‖W1ᵀ‖ (see hamixer.symmetry); optionally symmetry.png over epochs")
+        "(anti)symmetry, ‖W̃‖/‖W1ᵀ‖ (docs/symmetry.md); optionally symmetry.png over "
+        "epochs")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,8 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..errors import HamixerError
-    from ..symmetry import format_symmetry_table, model_symmetry
-    from ..symmetry_plot import plot_run_symmetry
+    from ..experiments.symmetry import format_symmetry_table, model_symmetry, plot_run_symmetry
     from ..train.checkpoint import load_model
 
     model, meta = load_model(args.checkpoint, prefer=args.prefer)

@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench import CANDIDATES, SHAPES, format_table, run_benchmark, to_json
+    from ..experiments.bench import CANDIDATES, SHAPES, format_table, run_benchmark, to_json
     from ..io import write_text
 
     shapes = list(SHAPES) if args.shape == "all" else [args.shape]

@@ -16,7 +16,7 @@ HELP = ("train AsymMixer at each λ plus SymMixer and ParaMixer (same seed, data
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..experiments.sweep import DEFAULT_LAMBDAS, DEFAULT_REFERENCES, REFERENCES
     from ..models.mixer import BREAKING_INITS
-    from ..train.cli_args import add_config_arguments
+    from .flags import add_config_arguments
 
     grid = ",".join(f"{x:g}" for x in DEFAULT_LAMBDAS)
     refs = ",".join(DEFAULT_REFERENCES)
@@ -71,8 +71,8 @@ def run(args: argparse.Namespace) -> int:
     from ..experiments.sweep import REFERENCES, SweepPlan, run_sweep
     from ..models.mixer import BREAKING_INITS
     from ..provenance import command_line, record_command
-    from ..train.cli_args import config_from_args
     from .compare import _seeds
+    from .flags import config_from_args
 
     lambdas = _lambdas(args.lambdas)
     seeds = _seeds(args.seeds)

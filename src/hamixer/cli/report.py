@@ -19,8 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from ..experiments.report import build_report
     from ..io import write_text
-    from ..report import build_report
 
     out = Path(args.out)
     text = build_report([Path(d) for d in args.run_dirs], out, args.title)

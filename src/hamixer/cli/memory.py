@@ -76,15 +76,15 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from ..energy.memory import (
+    from ..errors import ConfigError
+    from ..experiments.memory import (
         EnergyMemory,
         MemoryConfig,
         images_to_unit,
         save_memory,
         train_memory,
     )
-    from ..energy.plots import denoising_png, energy_descent_png, receptive_fields_png
-    from ..errors import ConfigError
+    from ..plots import denoising_png, energy_descent_png, receptive_fields_png
 
     epochs = DEFAULT_EPOCHS[args.dataset] if args.epochs is None else args.epochs
     for name, value in (("--epochs", epochs), ("--hidden", args.hidden),

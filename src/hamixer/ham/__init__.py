@@ -1,0 +1,28 @@
+"""Hierarchical associative memory (THEORY §1): neurons with Lagrangians, synapses with
+energies, the energy as a sum of parts, and the dynamics that descend it.
+
+A leaf library: it imports nothing of hamixer but the axis-wise linear map of
+:mod:`hamixer.ops`, so it can be used without the Mixer models.
+"""
+
+from .core import HAM, AxisSynapse, ChannelSynapse, DenseSynapse, Neurons, Synapse, TokenSynapse
+from .dynamics import Trajectory, descend, integrate, integrate_ham
+from .lagrangians import (
+    LAGRANGIANS,
+    GELULagrangian,
+    IdentityLagrangian,
+    Lagrangian,
+    LayerNormLagrangian,
+    ReLULagrangian,
+    RePULagrangian,
+    SoftmaxLagrangian,
+    SphericalLagrangian,
+    gelu_lagrangian,
+)
+
+__all__ = [
+    "HAM", "LAGRANGIANS", "AxisSynapse", "ChannelSynapse", "DenseSynapse", "GELULagrangian",
+    "IdentityLagrangian", "Lagrangian", "LayerNormLagrangian", "Neurons", "ReLULagrangian",
+    "RePULagrangian", "SoftmaxLagrangian", "SphericalLagrangian", "Synapse", "TokenSynapse",
+    "Trajectory", "descend", "gelu_lagrangian", "integrate", "integrate_ham",
+]

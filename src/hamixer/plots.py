@@ -1,0 +1,235 @@
+"""Every figure of the project, drawn with matplotlib's object API (:class:`Figure`, no
+pyplot state, no backend switch: a notebook's backend stays as it is) and written atomically
+as PNG by :func:`hamixer.io.save_figure`.
+
+The figures of ``hamixer dynamics``, which evaluate the energy on a grid while they draw, are
+drawn next to that computation in :mod:`hamixer.experiments.dynamics`, with
+:func:`subplots` from here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from .io import save_figure
+
+#: Axis labels of the weight-symmetry measures drawn per epoch.
+SYMMETRY_LABELS = {
+    "cosine": "cos(W2, W1ᵀ)",
+    "coupling_antisym": "‖J_anti‖ / ‖J‖  (J = W2·W1)",
+    "breaking_ratio": "‖W̃‖ / ‖W1ᵀ‖",
+}
+
+
+def subplots(*grid: int, figsize: tuple[float, float], **kwargs: Any) -> tuple[Any, Any]:
+    """A new :class:`Figure` and its axes, like ``pyplot.subplots`` without global state."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*grid, **kwargs)
+
+
+def receptive_fields_png(fields: np.ndarray, path: str | os.PathLike, title: str,
+                         count: int = 64) -> None:
+    """Grid of the first ``count`` receptive fields ``[N, H, W]``, each scaled to ±max|w|.
+
+    The grid is one mosaic image (one ``imshow``, fast) with white borders.
+    """
+    n = min(count, len(fields))
+    cols = int(math.ceil(math.sqrt(n)))
+    rows = int(math.ceil(n / cols))
+    h, w = fields.shape[1:3]
+    pad = max(1, h // 10)
+    mosaic = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad), np.nan)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        lim = float(np.abs(fields[i]).max()) or 1.0
+        top, left = pad + r * (h + pad), pad + c * (w + pad)
+        mosaic[top:top + h, left:left + w] = fields[i] / lim
+    fig, ax = subplots(figsize=(7, 7 * rows / cols + 0.6))
+    cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="white")
+    im = ax.imshow(mosaic, cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
+    ax.axis("off")
+    fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02, label="w / max|w| of the field")
+    ax.set_title(title, fontsize=9)
+    save_figure(fig, path)
+
+
+def energy_descent_png(steps: np.ndarray, energies: np.ndarray, finals: np.ndarray,
+                       path: str | os.PathLike, title: str) -> None:
+    """Energy ``[T, K]`` along descent from K random starts, and the final visible states."""
+    k = energies.shape[1]
+    fig = Figure(figsize=(9, 3.6))
+    cols = max(1, (k + 1) // 2)
+    grid = fig.add_gridspec(2, 1 + cols, width_ratios=[4] + [1] * cols)
+    ax = fig.add_subplot(grid[:, 0])
+    for j in range(k):
+        ax.plot(steps, energies[:, j], lw=1.2, label=f"start {j + 1}")
+    ax.set_xlabel("descent step")
+    ax.set_ylabel("energy E")
+    ax.set_title("energy along x ← x − α ∂E/∂g (random start)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    for j in range(k):
+        sub = fig.add_subplot(grid[j % 2, 1 + j // 2])
+        sub.imshow(finals[j], cmap="gray")
+        sub.set_title(f"end {j + 1}", fontsize=7)
+        sub.axis("off")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def denoising_png(noisy: np.ndarray, recalled: np.ndarray, clean: np.ndarray,
+                  path: str | os.PathLike, title: str) -> None:
+    """Rows noisy / recalled / clean for a few test images ``[K, H, W]``."""
+    k = len(clean)
+    fig, axes = subplots(3, k, figsize=(k * 1.0 + 0.8, 3.6), squeeze=False)
+    for r, (label, imgs) in enumerate((("noisy", noisy), ("recalled", recalled),
+                                        ("clean", clean))):
+        for j in range(k):
+            ax = axes[r, j]
+            ax.imshow(imgs[j], cmap="gray")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(label, fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_curves(curves: dict[str, list[list[dict[str, Any]]]], path: str | os.PathLike,
+                title: str) -> None:
+    """Test accuracy against epoch, one line per model (mean over seeds, ± std band)."""
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.subplots()
+    for model, seed_rows in curves.items():
+        n_ep = min(len(r) for r in seed_rows)
+        acc = np.array([[row["test_acc"] for row in r[:n_ep]] for r in seed_rows])
+        epochs = np.arange(1, n_ep + 1)
+        mean = acc.mean(axis=0)
+        (line,) = ax.plot(epochs, mean, marker="o" if n_ep <= 30 else None, markersize=3,
+                          label=f"{model} (best {acc.max(axis=1).mean():.1f}%)")
+        if len(seed_rows) > 1:
+            std = acc.std(axis=0, ddof=1)
+            ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test top-1 accuracy (%)")
+    ax.set_title(title + (f" (mean ± std over {len(seed_rows)} seeds)"
+                          if len(seed_rows) > 1 else ""))
+    # Show every point when the curves span < 25 points; otherwise zoom on the last two
+    # thirds of training (the early epochs, far below, would flatten the differences).
+    every = [row["test_acc"] for rs in curves.values() for r in rs for row in r]
+    lo, hi = min(every), max(every)
+    if hi - lo < 25:
+        bottom = math.floor(lo) - 1
+    else:
+        late = min(min(r["test_acc"] for r in rs[-1][len(rs[-1]) // 3:]) for rs in curves.values())
+        bottom = math.floor(late / 5) * 5 - 5
+    ax.set_ylim(max(0.0, bottom), min(100.5, math.ceil(hi) + 1.5))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    save_figure(fig, path)
+
+
+def plot_sweep(agg: dict[str, Any], path: str | os.PathLike, metric: str = "best_acc",
+               title: str = "AsymMixer: accuracy vs symmetry-breaking penalty λ") -> None:
+    """Two panels: test accuracy vs λ with the reference levels; ‖W̃‖/‖W1ᵀ‖ vs λ. One line
+    per W̃ start."""
+    rows = agg["asym"]
+    # λ = 0 sits one decade left of the smallest positive λ on the log axis, labelled "0".
+    positive = [r["lambda"] for r in rows if r["lambda"] > 0]
+    zero_at = (min(positive) if positive else 1.0) / 10
+    fig = Figure(figsize=(12, 4.5))
+    ax1, ax2 = fig.subplots(1, 2)
+    inits = list(dict.fromkeys(r.get("breaking_init", "xavier") for r in rows))
+    for i, init in enumerate(inits):
+        sel = [r for r in rows if r.get("breaking_init", "xavier") == init]
+        lams = [r["lambda"] if r["lambda"] > 0 else zero_at for r in sel]
+        label = "AsymMixer(λ)" + (f", W̃ start {init}" if len(inits) > 1 else "")
+        ax1.errorbar(lams, [r[metric] for r in sel],
+                     yerr=[r.get(f"{metric}_std", 0.0) for r in sel], marker="o", capsize=3,
+                     color=f"C{i}", label=label)
+        ax2.errorbar(lams, [r.get("breaking_ratio", math.nan) for r in sel],
+                     yerr=[r.get("breaking_ratio_std", 0.0) for r in sel], marker="s",
+                     capsize=3, color=f"C{i}", label=label)
+    styles = {"sym": ("SymMixer (tied)", "C3"), "para": ("ParaMixer (free)", "C2"),
+              "vanilla": ("vanilla Mixer (free, serial)", "C4")}
+    for kind, (label, color) in styles.items():
+        ref = agg["reference"].get(kind)
+        if not ref:
+            continue
+        mean, std = ref[metric], ref.get(f"{metric}_std", 0.0)
+        ax1.axhline(mean, color=color, ls="--", label=f"{label}: {mean:.2f}%")
+        if std > 0:
+            ax1.axhspan(mean - std, mean + std, color=color, alpha=0.12)
+    ticks = sorted({r["lambda"] if r["lambda"] > 0 else zero_at for r in rows})
+    has_zero = any(r["lambda"] == 0 for r in rows)
+    for ax in (ax1, ax2):
+        ax.set_xscale("log")
+        ax.set_xticks(ticks, ["0" if t == zero_at and has_zero else f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("penalty λ (log axis; 0 = no penalty)")
+        ax.grid(alpha=0.3)
+        ax.invert_xaxis()  # left: strong penalty (near-symmetric); right: free
+    ax1.set_ylabel(f"test top-1 (%), {'best' if metric == 'best_acc' else 'final'} epoch")
+    ax1.set_title("accuracy")
+    ax1.legend(fontsize=8)
+    ax2.set_yscale("log")
+    ax2.set_ylabel("‖W̃‖ / ‖W1ᵀ‖ (mean over blocks and MLPs)")
+    ax2.set_title("size of the symmetry-breaking matrix")
+    if len(inits) > 1:
+        ax2.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_symmetry(series: dict[tuple[int, str, str], list], path: str | os.PathLike,
+                  title: str = "weight symmetry during training") -> None:
+    """Write a grid: columns token/channel MLP, rows measures, one line per block.
+
+    ``series`` maps ``(block, "token"|"channel", measure)`` to ``[(epoch, value), ...]``.
+    """
+    if not series:
+        raise ValueError("no symmetry measures (sym/... keys) in the metrics")
+    measures = [m for m in SYMMETRY_LABELS if any(k[2] == m for k in series)]
+    blocks = sorted({k[0] for k in series})
+    cmap = matplotlib.colormaps["viridis"]
+    fig, axes = subplots(len(measures), 2, figsize=(10, 3.2 * len(measures)), squeeze=False,
+                             sharex=True)
+    for r, measure in enumerate(measures):
+        for c, kind in enumerate(("token", "channel")):
+            ax = axes[r][c]
+            for b in blocks:
+                pts = series.get((b, kind, measure))
+                if not pts:
+                    continue
+                xs, ys = zip(*pts, strict=True)
+                ax.plot(xs, ys, marker="o", ms=3, color=cmap(b / max(1, len(blocks) - 1)),
+                        label=f"block {b}")
+            ax.set_title(f"{kind}-mixing MLP")
+            # no offset notation, and a minimum span so a flat line does not look jagged
+            ax.ticklabel_format(axis="y", useOffset=False)
+            lo, hi = ax.get_ylim()
+            if hi - lo < 0.05:
+                mid = (lo + hi) / 2
+                ax.set_ylim(mid - 0.025, mid + 0.025)
+            ax.set_ylabel(SYMMETRY_LABELS[measure])
+            ax.grid(alpha=0.3)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if r == len(measures) - 1:
+                ax.set_xlabel("epoch")
+    axes[0][1].legend(fontsize=8, loc="best")
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, path)
