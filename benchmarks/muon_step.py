@@ -30,7 +30,7 @@ except ImportError:  # run from a source checkout without installing
     import hamixer
 
 from hamixer.train.config import TrainConfig
-from hamixer.train.engine import make_optimizer_and_scheduler
+from hamixer.train.setup import make_optimizer_and_scheduler
 
 
 def build(model_name: str, opt: str, bf16_newton_schulz: bool, seed: int):

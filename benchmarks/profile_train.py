@@ -29,7 +29,7 @@ from torch.optim.optimizer import (
 
 from hamixer.cli.flags import resolve_model_name
 from hamixer.train.config import TrainConfig, find_config_file, load_yaml, merge
-from hamixer.train.engine import run_training
+from hamixer.train.run import run_training
 
 totals: dict[str, float] = defaultdict(float)
 _depth = 0

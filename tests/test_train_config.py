@@ -65,7 +65,7 @@ def test_norm_weight_decay_moves_only_the_norm_gains(name):
     from timm.optim import create_optimizer_v2
 
     from hamixer.models import create_model
-    from hamixer.train.engine import make_optimizer_and_scheduler
+    from hamixer.train.setup import make_optimizer_and_scheduler
 
     model = create_model(name)
     names = {id(p): n for n, p in model.named_parameters()}
@@ -94,7 +94,7 @@ def test_muon_orthogonalises_only_the_mixing_matrices(name):
     """With a hybrid optimizer the MLP matrices (tied and breaking ones included) get Muon;
     the stem, the head and every norm parameter (the joint norm's are 2-D) its AdamW."""
     from hamixer.models import create_model
-    from hamixer.train.engine import make_optimizer_and_scheduler
+    from hamixer.train.setup import make_optimizer_and_scheduler
 
     model = create_model(name)
     names = {id(p): n for n, p in model.named_parameters()}
@@ -120,7 +120,7 @@ def test_muon_orthogonalises_in_float32_on_cpu(monkeypatch):
     import torch
 
     from hamixer.models import create_model
-    from hamixer.train.engine import make_optimizer_and_scheduler
+    from hamixer.train.setup import make_optimizer_and_scheduler
 
     dtypes = []
     original = timm_muon.zeropower_via_newtonschulz
@@ -136,6 +136,19 @@ def test_muon_orthogonalises_in_float32_on_cpu(monkeypatch):
         opt = make_optimizer_and_scheduler(cfg, model, 10)[0]
         model(torch.randn(4, 1, 8, 8)).square().mean().backward()
         opt.step()
-        assert bool(opt._optimizer_step_pre_hooks) == hooked
+        assert ("step" in vars(opt)) == hooked  # Muon's own step is wrapped, AdamW's not
     assert dtypes == [torch.float32] * 4  # one call per mixing matrix (2 MLPs × 2)
     assert timm_muon.zeropower_via_newtonschulz is spy
+
+    # a step that raises still puts timm's function back
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(timm_muon, "zeropower_via_newtonschulz", broken)
+    model = create_model("vanillamixer_n2_8", num_blocks=1, embed_dim=16)
+    opt = make_optimizer_and_scheduler(TrainConfig(model="vanillamixer_n2_8", opt="muon"),
+                                       model, 10)[0]
+    model(torch.randn(4, 1, 8, 8)).square().mean().backward()
+    with pytest.raises(RuntimeError, match="boom"):
+        opt.step()
+    assert timm_muon.zeropower_via_newtonschulz is broken

@@ -46,3 +46,10 @@ def format_mean_std(mean: float, std: float, n: int, digits: int = 2) -> str:
     if math.isnan(mean):
         return "–"
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if n > 1 else f"{mean:.{digits}f}"
+
+
+def write_metrics(run_dir: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> None:
+    """Write ``metrics.jsonl`` (atomically) with one JSON row per finished epoch."""
+    from .io import write_text
+
+    write_text(Path(run_dir) / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))

@@ -30,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from ..data.pipeline import ImageBatches
     from ..errors import ConfigError, HamixerError
     from ..train.checkpoint import load_model
-    from ..train.engine import evaluate, select_device
+    from ..train.loop import evaluate
+    from ..train.setup import select_device
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")

@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from ..experiments.symmetry import plot_run_symmetry, symmetry_hook
     from ..models.registry import has_free_mlps
     from ..provenance import record_command
-    from ..train.engine import run_training
+    from ..train.run import run_training
     from .flags import config_from_args
 
     cfg = config_from_args(args)

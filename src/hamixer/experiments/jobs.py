@@ -65,7 +65,7 @@ def finished_summary(cfg: TrainConfig) -> dict[str, Any] | None:
     Raises :class:`HamixerError` for a finished run trained with other settings."""
     from ..runs import read_summary
     from ..train.config import load_yaml
-    from ..train.engine import RESUMABLE_CHANGES
+    from ..train.run import RESUMABLE_CHANGES
 
     summary = read_summary(cfg.out or "")
     config_path = Path(cfg.out or "") / "config.yaml"

@@ -13,7 +13,7 @@ def train_run(cfg: TrainConfig, symmetry: bool = True) -> dict[str, Any]:
     """Train ``cfg`` (resuming from ``cfg.out``); with ``symmetry``, log the weight-symmetry
     measures every epoch and draw them into ``symmetry.png``. Returns the run's summary."""
     from ..models.registry import has_free_mlps
-    from ..train.engine import run_training
+    from ..train.run import run_training
     from .symmetry import plot_run_symmetry, symmetry_hook
 
     if cfg.model_kwargs.get("init") == "symmetric" and not has_free_mlps(cfg.model):

@@ -1,7 +1,9 @@
-"""Training: configuration, the loop, checkpoints (safetensors + JSON)."""
+"""The trainer: configuration, setup, the loops, a resumable run, checkpoints (safetensors
++ JSON), data-parallel processes. It knows nothing of experiments or the command line."""
 
 from .checkpoint import load_model
 from .config import TrainConfig
-from .engine import EpochHook, evaluate, run_training
+from .loop import evaluate
+from .run import EpochHook, run_training
 
 __all__ = ["EpochHook", "TrainConfig", "evaluate", "load_model", "run_training"]

@@ -21,8 +21,9 @@ _FUNCTION = "zeropower_via_newtonschulz"
 def newton_schulz_in_float32(optimizer: torch.optim.Optimizer) -> None:
     """Make every ``step`` of a timm Muon ``optimizer`` orthogonalise in float32.
 
-    The pre-step hook points timm's module-level function at a float32 version of itself
-    and the post-step hook restores it, so other optimisers in the process are untouched.
+    The optimiser's ``step`` points timm's module-level function at a float32 version of
+    itself for its own duration and restores it however the step ends (an exception too),
+    so other optimisers in the process are untouched.
     """
     import importlib
 
@@ -30,15 +31,15 @@ def newton_schulz_in_float32(optimizer: torch.optim.Optimizer) -> None:
     original = getattr(module, _FUNCTION, None)
     if original is None:  # a timm that no longer has it: keep its own behaviour
         return
-    saved: list[Any] = []
+    step = optimizer.step
 
-    def before(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    @functools.wraps(step)
+    def step_in_float32(*args: Any, **kwargs: Any) -> Any:
         current = getattr(module, _FUNCTION)
-        saved.append(current)
         setattr(module, _FUNCTION, functools.partial(current, dtype=torch.float32))
+        try:
+            return step(*args, **kwargs)
+        finally:
+            setattr(module, _FUNCTION, current)
 
-    def after(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        setattr(module, _FUNCTION, saved.pop())
-
-    optimizer.register_step_pre_hook(before)
-    optimizer.register_step_post_hook(after)
+    optimizer.step = step_in_float32  # type: ignore[method-assign]

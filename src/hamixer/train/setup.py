@@ -1,0 +1,251 @@
+"""What a training run is made of, built from its :class:`TrainConfig`: the device and
+mixed precision, the data, the model, the loss, the optimiser and its schedule, the weight
+EMA (:func:`build_parts`), and the seeds of every epoch.
+"""
+
+from __future__ import annotations
+
+import random
+import resource
+import sys
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import dataset_info, load_split
+from ..data.pipeline import AugmentSpec, ImageBatches
+from ..errors import ConfigError
+from .config import TrainConfig
+from .distributed import DistContext
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch ``epoch`` (0-based) of a run seeded ``seed``."""
+    return (seed * 1_000_003 + epoch * 7919 + 17) % 2**63
+
+
+def select_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available")
+    return torch.device(name)
+
+
+def amp_settings(cfg: TrainConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype or None, whether a GradScaler is needed)."""
+    if not cfg.amp:
+        return None, False
+    if cfg.amp_dtype == "auto":
+        dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    else:
+        dtype = getattr(torch, cfg.amp_dtype)
+    if device.type == "cpu" and dtype == torch.float16:
+        raise ConfigError("float16 autocast needs CUDA; use amp_dtype bfloat16 on CPU")
+    return dtype, dtype == torch.float16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak GPU memory allocated (CUDA), else the process's peak resident set size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB else
+
+
+# ----------------------------------------------------------------------------- building
+def model_kwargs_for(cfg: TrainConfig, num_classes: int, in_chans: int,
+                     img_size: int) -> dict[str, Any]:
+    kwargs: dict[str, Any] = dict(num_classes=num_classes, in_chans=in_chans, img_size=img_size)
+    if cfg.drop_path:
+        kwargs["drop_path_rate"] = cfg.drop_path
+    kwargs.update(cfg.model_kwargs)
+    return kwargs
+
+
+def model_img_size(cfg: TrainConfig) -> int:
+    from ..models.registry import model_args
+
+    if cfg.img_size:
+        return int(cfg.img_size)
+    return int(cfg.model_kwargs.get("img_size") or model_args(cfg.model)["img_size"])
+
+
+def load_data(cfg: TrainConfig, img_size: int):
+    info = dataset_info(cfg.dataset)
+    in_chans = cfg.model_kwargs.get("in_chans")
+    train = load_split(cfg.dataset, True, cfg.data_dir, cfg.download, img_size, in_chans)
+    test = load_split(cfg.dataset, False, cfg.data_dir, False, img_size, in_chans)
+    return info, train, test
+
+
+def make_criterion(cfg: TrainConfig) -> nn.Module:
+    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+
+    if (cfg.mixup > 0 or cfg.cutmix > 0) and cfg.mixup_prob > 0:
+        return SoftTargetCrossEntropy()  # mixup already smooths the soft targets
+    if cfg.label_smoothing > 0:
+        return LabelSmoothingCrossEntropy(smoothing=cfg.label_smoothing)
+    return nn.CrossEntropyLoss()
+
+
+def augment_spec(cfg: TrainConfig) -> AugmentSpec:
+    return AugmentSpec(crop_padding=cfg.crop_padding, hflip=cfg.hflip,
+                       randaugment_n=cfg.randaugment_n, randaugment_m=cfg.randaugment_m,
+                       randaugment_mstd=cfg.randaugment_mstd, reprob=cfg.reprob,
+                       mixup=cfg.mixup, cutmix=cfg.cutmix, mixup_prob=cfg.mixup_prob,
+                       mixup_switch_prob=cfg.mixup_switch_prob,
+                       label_smoothing=cfg.label_smoothing)
+
+
+def norm_gain_names(model: nn.Module) -> set[str]:
+    """Names of the multiplicative parameters (gains) of every normalisation layer."""
+    from torch.nn.modules.batchnorm import _NormBase
+
+    from ..models.norm import JointLayerNorm
+
+    kinds = (JointLayerNorm, nn.LayerNorm, nn.GroupNorm, _NormBase)  # TokenLayerNorm: LayerNorm
+    return {f"{name}.weight" for name, mod in model.named_modules()
+            if isinstance(mod, kinds) and isinstance(getattr(mod, "weight", None), nn.Parameter)}
+
+
+def matrix_param_names(model: nn.Module) -> set[str]:
+    """Names of the weight matrices of the network body: the 2-D parameters of every mixing
+    MLP (tied ``weight`` and ``breaking`` included) and of every ``nn.Linear`` except the
+    classifier head. Norm gains and shifts of a joint norm are 2-D ([S, C]) but not matrices."""
+    from ..models.mlp import MixingMLP
+
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    names: set[str] = set()
+    for mod_name, mod in model.named_modules():
+        if mod is head or not isinstance(mod, (MixingMLP, nn.Linear)):
+            continue
+        prefix = f"{mod_name}." if mod_name else ""
+        names |= {prefix + n for n, p in mod.named_parameters(recurse=False) if p.ndim == 2}
+    return names
+
+
+def is_hybrid_optimizer(opt: str) -> bool:
+    """Whether timm's ``opt`` is Muon-like: orthogonalised updates for matrices, AdamW for the
+    rest (parameter groups marked ``use_fallback``)."""
+    from timm.optim import Muon, get_optimizer_class
+
+    try:
+        cls = get_optimizer_class(opt, bind_defaults=False)
+    except (ValueError, AssertionError, KeyError):
+        return False  # unknown names are reported by create_optimizer_v2
+    return isinstance(cls, type) and issubclass(cls, Muon)
+
+
+def make_optimizer_and_scheduler(cfg: TrainConfig, model: nn.Module, updates_per_epoch: int):
+    from timm.optim import create_optimizer_v2, param_groups_weight_decay
+    from timm.scheduler import create_scheduler_v2
+
+    params: nn.Module | list[dict[str, Any]] = model
+    skip = set(getattr(model, "no_weight_decay", set)())
+    if not cfg.norm_weight_decay:
+        skip |= norm_gain_names(model)
+    hybrid = is_hybrid_optimizer(cfg.opt)
+    if hybrid:
+        # timm's Muon treats every parameter of 2+ dims as a matrix; the stem, the head and
+        # the joint norms' [S, C] gains and shifts go to its AdamW fallback instead.
+        fallback = {n for n, _ in model.named_parameters()} - matrix_param_names(model)
+        params = param_groups_weight_decay(model, cfg.weight_decay, no_weight_decay_list=skip,
+                                           fallback_list=fallback)
+    elif not cfg.norm_weight_decay and cfg.weight_decay:
+        params = param_groups_weight_decay(model, cfg.weight_decay, no_weight_decay_list=skip)
+    try:
+        optimizer = create_optimizer_v2(params, opt=cfg.opt, lr=cfg.resolved_lr,
+                                        weight_decay=cfg.weight_decay, eps=cfg.opt_eps)
+    except (ValueError, AssertionError, TypeError) as err:
+        raise ConfigError(f"optimizer {cfg.opt!r}: {err}") from None
+    if hybrid and next(model.parameters()).device.type == "cpu":
+        from .muon import newton_schulz_in_float32
+
+        newton_schulz_in_float32(optimizer)
+    if cfg.sched == "none":
+        return optimizer, None
+    scheduler, _ = create_scheduler_v2(
+        optimizer, sched=cfg.sched, num_epochs=cfg.epochs, min_lr=cfg.min_lr,
+        warmup_lr=cfg.warmup_lr, warmup_epochs=cfg.warmup_epochs, step_on_epochs=False,
+        updates_per_epoch=updates_per_epoch)
+    return optimizer, scheduler
+
+
+def make_ema(cfg: TrainConfig, model: nn.Module) -> Any:
+    """timm's ModelEmaV3 of ``model`` when ``cfg.model_ema``, else None."""
+    if not cfg.model_ema:
+        return None
+    from timm.utils import ModelEmaV3
+
+    return ModelEmaV3(model, decay=cfg.model_ema_decay, use_warmup=cfg.model_ema_warmup)
+
+
+@dataclass
+class TrainingParts:
+    """Everything :func:`hamixer.train.run.run_training` trains with, built once per run."""
+
+    model: nn.Module
+    model_kwargs: dict[str, Any]  # what the model was built with (saved in checkpoints)
+    n_params: int
+    img_size: int
+    train_batches: ImageBatches
+    test_batches: ImageBatches
+    criterion: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Any
+    ema: Any
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    dataset_meta: dict[str, Any]  # the data as checkpoints and ``eval`` need to know it
+
+
+def build_parts(cfg: TrainConfig, ctx: DistContext,
+                rank_device: torch.device | None) -> TrainingParts:
+    """Build every part of the run from ``cfg`` (seeded with ``cfg.seed`` first, so that the
+    model's initial weights depend on the seed only). Writes nothing."""
+    from ..models import create_model
+
+    device = rank_device or select_device(cfg.device)
+    amp_dtype, needs_scaler = amp_settings(cfg, device)
+    seed_everything(cfg.seed)
+    img_size = model_img_size(cfg)
+    _, train_split, test_split = load_data(cfg, img_size)
+    num_classes = len(train_split.classes)
+    in_chans = int(train_split.images.shape[-1])
+    kwargs = model_kwargs_for(cfg, num_classes, in_chans, img_size)
+    model = create_model(cfg.model, **kwargs).to(device)
+    mean, std = model.pretrained_cfg["mean"], model.pretrained_cfg["std"]
+    train_batches = ImageBatches(train_split, cfg.batch_size, img_size, mean, std, num_classes,
+                                 train=True, augment=augment_spec(cfg), device=device,
+                                 limit=cfg.limit_train, shard=(ctx.rank, ctx.world))
+    test_batches = ImageBatches(test_split, max(cfg.batch_size, 256), img_size, mean, std,
+                                num_classes, train=False, device=device, limit=cfg.limit_test)
+    optimizer, scheduler = make_optimizer_and_scheduler(cfg, model, len(train_batches))
+    dataset_meta = {"name": cfg.dataset, "classes": train_split.classes,
+                    "num_classes": num_classes, "in_chans": in_chans, "img_size": img_size,
+                    "mean": list(mean), "std": list(std),
+                    "train_images": train_batches.num_images,
+                    "test_images": test_batches.num_images}
+    return TrainingParts(
+        model=model, model_kwargs=kwargs, n_params=sum(p.numel() for p in model.parameters()),
+        img_size=img_size, train_batches=train_batches, test_batches=test_batches,
+        criterion=make_criterion(cfg), optimizer=optimizer, scheduler=scheduler,
+        scaler=torch.amp.GradScaler(device.type) if needs_scaler else None,
+        ema=make_ema(cfg, model), device=device, amp_dtype=amp_dtype,
+        dataset_meta=dataset_meta)
