@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 NAME = "memory"
 HELP = "train the three-layer HAM (LayerNorm visible, two ReLU hidden) as a denoising memory"
@@ -42,22 +43,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _device(name: str):
-    import torch
-
-    from ..errors import ConfigError
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {name!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda requested but CUDA is not available")
-    return dev
-
-
 def _load(args: argparse.Namespace):
     from ..data import default_data_dir, load_digits_arrays, load_idx_dataset
     from ..errors import ConfigError
@@ -76,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from ..device import select_device
     from ..errors import ConfigError
     from ..experiments.memory import (
         EnergyMemory,
@@ -84,7 +70,41 @@ def run(args: argparse.Namespace) -> int:
         save_memory,
         train_memory,
     )
-    from ..plots import denoising_png, energy_descent_png, receptive_fields_png
+
+    epochs = _check(args)
+    device = select_device(args.device)
+    torch.manual_seed(args.seed)
+
+    train_split, test_split = _load(args)
+    shape = tuple(int(s) for s in train_split.images.shape[1:3])
+    if train_split.images.ndim != 3:
+        raise ConfigError(f"expected grayscale images [N, H, W], got {train_split.images.shape}")
+    train = images_to_unit(train_split.images[: args.train_size]).to(device)
+    test = images_to_unit(test_split.images[: args.test_size]).to(device)
+    cfg = MemoryConfig(visible=shape[0] * shape[1], hidden=(args.hidden, args.hidden),
+                       steps=args.steps, step_size=args.step_size, noise_std=args.noise,
+                       init_scale=args.init_scale, image_shape=shape)
+    model = EnergyMemory(cfg).to(device)
+    result = train_memory(model, train, test, epochs, args.batch_size, args.lr, args.seed,
+                          progress=not args.no_progress)
+    descent = _figures(args, model, result, train, test, epochs, device)
+    meta = dict(dataset=args.dataset, epochs=epochs, train_images=len(train),
+                test_images=len(test), batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                device=str(device), train_seconds=round(result.seconds, 2),
+                test_mse=result.test_mse, test_noisy_mse=result.test_noisy_mse,
+                history=result.history, descent=descent)
+    save_memory(model, args.out, meta)
+    first, last = np.mean(descent["energy_first"]), np.mean(descent["energy_last"])
+    trend = "decreased monotonically" if descent["monotone"] else "did NOT decrease monotonically"
+    print(f"test MSE (vs LN(clean)): noisy input {result.test_noisy_mse:.4f} -> recalled "
+          f"{result.test_mse:.4f}; energy from random starts {trend} ({first:.2f} -> "
+          f"{last:.2f}); {result.seconds:.1f} s training; wrote {args.out}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    """Refuse out-of-range settings before anything runs; return the number of epochs."""
+    from ..errors import ConfigError
 
     epochs = DEFAULT_EPOCHS[args.dataset] if args.epochs is None else args.epochs
     for name, value in (("--epochs", epochs), ("--hidden", args.hidden),
@@ -100,26 +120,21 @@ def run(args: argparse.Namespace) -> int:
     for name, value in (("--train-size", args.train_size), ("--test-size", args.test_size)):
         if value is not None and value < 1:
             raise ConfigError(f"{name} must be >= 1, got {value}")
-    device = _device(args.device)
-    torch.manual_seed(args.seed)
+    return epochs
 
-    train_split, test_split = _load(args)
-    shape = tuple(int(s) for s in train_split.images.shape[1:3])
-    if train_split.images.ndim != 3:
-        raise ConfigError(f"expected grayscale images [N, H, W], got {train_split.images.shape}")
-    train = images_to_unit(train_split.images[: args.train_size]).to(device)
-    test = images_to_unit(test_split.images[: args.test_size]).to(device)
-    cfg = MemoryConfig(visible=shape[0] * shape[1], hidden=(args.hidden, args.hidden),
-                       steps=args.steps, step_size=args.step_size, noise_std=args.noise,
-                       init_scale=args.init_scale, image_shape=shape)
-    model = EnergyMemory(cfg).to(device)
-    result = train_memory(model, train, test, epochs, args.batch_size, args.lr, args.seed,
-                          progress=not args.no_progress)
 
-    # Figures: receptive fields, energy from random starts, denoising examples.
+def _figures(args: argparse.Namespace, model: Any, result: Any, train: Any, test: Any,
+             epochs: int, device: Any) -> dict[str, Any]:
+    """Receptive fields, energy descent from random starts, denoising examples; returns what
+    the descent measured."""
     from pathlib import Path
 
-    out = Path(args.out)
+    import numpy as np
+    import torch
+
+    from ..plots import denoising_png, energy_descent_png, receptive_fields_png
+
+    cfg, shape, out = model.cfg, model.cfg.image_shape, Path(args.out)
     label = f"{args.dataset}, {epochs} epochs, {len(train)} training images"
     receptive_fields_png(model.receptive_fields(1).cpu().numpy(), out / "receptive_fields.png",
                          f"Receptive fields: first 64 rows of W (hidden layer 1), {label}")
@@ -147,19 +162,5 @@ def run(args: argparse.Namespace) -> int:
                   f"Denoising (σ={cfg.noise_std}, {cfg.steps} steps), test images; shown as "
                   f"LN-standardized pixels. Test MSE: noisy {result.test_noisy_mse:.3f} → "
                   f"recalled {result.test_mse:.3f}")
-
-    meta = dict(dataset=args.dataset, epochs=epochs, train_images=len(train),
-                test_images=len(test), batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                device=str(device), train_seconds=round(result.seconds, 2),
-                test_mse=result.test_mse, test_noisy_mse=result.test_noisy_mse,
-                history=result.history,
-                descent=dict(steps=descent_steps, starts=len(starts),
-                             energy_first=energies[0].tolist(),
-                             energy_last=energies[-1].tolist(), monotone=monotone))
-    save_memory(model, out, meta)
-    print(f"test MSE (vs LN(clean)): noisy input {result.test_noisy_mse:.4f} -> recalled "
-          f"{result.test_mse:.4f}; energy from random starts "
-          f"{'decreased monotonically' if monotone else 'did NOT decrease monotonically'} "
-          f"({energies[0].mean():.2f} -> {energies[-1].mean():.2f}); "
-          f"{result.seconds:.1f} s training; wrote {out}")
-    return 0
+    return dict(steps=descent_steps, starts=len(starts), energy_first=energies[0].tolist(),
+                energy_last=energies[-1].tolist(), monotone=monotone)

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..device import select_device
 from ..errors import ConfigError
 
 #: Benchmark shapes: our size suffix and batch size.
@@ -243,16 +244,6 @@ def pinned_threads(threads: int) -> Iterator[None]:
 
 
 # ------------------------------------------------------------------------------- main
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but CUDA is not available")
-    try:
-        return torch.device(device)
-    except RuntimeError as err:
-        raise ConfigError(f"unknown device {device!r}: {err}") from None
-
 
 def run_benchmark(shapes: Sequence[str], dtypes: Sequence[str],
                   modes: Sequence[str] = MODES, candidates: Sequence[str] = CANDIDATES,
@@ -274,7 +265,7 @@ def run_benchmark(shapes: Sequence[str], dtypes: Sequence[str],
     if threads is not None and threads < 1:
         raise ConfigError(f"threads must be >= 1, got {threads}")
     threads = threads or os.cpu_count() or 1
-    dev = resolve_device(device)
+    dev = select_device(device)
     log = log or (lambda _msg: None)
     results: dict[str, Any] = dict(
         meta=dict(torch=torch.__version__, device=str(dev), threads=threads, rounds=rounds,

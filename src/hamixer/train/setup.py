@@ -18,6 +18,7 @@ from torch import nn
 
 from ..data import dataset_info, load_split
 from ..data.pipeline import AugmentSpec, ImageBatches
+from ..device import select_device
 from ..errors import ConfigError
 from .config import TrainConfig
 from .distributed import DistContext
@@ -32,14 +33,6 @@ def seed_everything(seed: int) -> None:
 def epoch_seed(seed: int, epoch: int) -> int:
     """The seed of epoch ``epoch`` (0-based) of a run seeded ``seed``."""
     return (seed * 1_000_003 + epoch * 7919 + 17) % 2**63
-
-
-def select_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available")
-    return torch.device(name)
 
 
 def amp_settings(cfg: TrainConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
