@@ -46,7 +46,8 @@ def test_digits_split_is_fixed_and_stratified():
 def test_fashion_mnist_if_present():
     d = default_data_dir("fashion-mnist")
     if d is None:
-        pytest.skip("Fashion-MNIST not found (set HAMIXER_DATA_DIR or ../shared/data)")
+        pytest.skip("Fashion-MNIST not found: set HAMIXER_DATA_DIR to the folder holding "
+                    "fashion-mnist/")
     te = load_idx_dataset(d, train=False)
     assert te.images.shape == (10000, 28, 28) and set(np.unique(te.labels)) == set(range(10))
 

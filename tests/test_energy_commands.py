@@ -44,7 +44,8 @@ def test_memory_training_reduces_the_denoising_error():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(default_data_dir("fashion-mnist") is None, reason="Fashion-MNIST not found")
+@pytest.mark.skipif(default_data_dir("fashion-mnist") is None,
+                    reason="Fashion-MNIST not found: set HAMIXER_DATA_DIR")
 def test_memory_train_fashion_mnist_subset(tmp_path):
     out = tmp_path / "fm"
     rc = main(["memory", "train", "--dataset", "fashion-mnist", "--epochs", "1",

@@ -27,8 +27,8 @@ def _residual(features=12, hidden=16, coeff=0.8, axis=-2, dtype=torch.float64):
     return f.eval()
 
 
-def _mlp(coeff=0.8, n_iter=4, dtype=torch.float64, axis=-2):
-    mlp = InvertibleMLP(10, 12, axis=axis, coeff=coeff, n_iter=n_iter).to(dtype)
+def _mlp(coeff=0.8, iters=4, dtype=torch.float64, axis=-2):
+    mlp = InvertibleMLP(10, 12, axis=axis, coeff=coeff, fixed_point_iters=iters).to(dtype)
     with torch.no_grad():
         for lin in (mlp.f.fc_a, mlp.f.fc_b):
             lin.weight.normal_(0, 1.0)
@@ -105,7 +105,7 @@ def test_fixed_point_residual_falls_geometrically_at_the_lipschitz_rate():
     assert lip == pytest.approx(0.8**2 * GELU_LIPSCHITZ**2, rel=1e-6)
     assert lip < 1  # coeff 0.8 certifies a contraction
     u = torch.randn(5, 12, 7, dtype=torch.float64)  # [batch, hidden (mixed axis), channels]
-    res = mlp.fixed_point_residuals(u, n_iter=40)
+    res = mlp.fixed_point_residuals(u, iters=40)
     assert res[0] > 1
     assert res[-1] < 1e-12 * res[0]  # converged to float64 precision
     res = res[res > 1e-11 * res[0]]  # the geometric part, above the rounding floor
@@ -126,7 +126,7 @@ def test_default_coefficient_contracts_in_practice():
     lip = mlp.f.lipschitz_bound()
     assert lip == pytest.approx(0.9**2 * GELU_LIPSCHITZ**2, rel=1e-4)
     u = mlp.hidden(model.blocks[0].norm1(model.stem(torch.randn(8, 1, 28, 28))))
-    res = mlp.fixed_point_residuals(u.detach(), n_iter=4)
+    res = mlp.fixed_point_residuals(u.detach(), iters=4)
     ratios = res[1:] / res[:-1]
     assert (ratios <= lip).all()
     assert (ratios < 0.5).all(), ratios
@@ -138,17 +138,17 @@ def test_solve_inverts_identity_minus_f(axis):
     mlp = _mlp(coeff=0.8, axis=axis)
     y = torch.randn(3, 12, 12, dtype=torch.float64)
     u = y - mlp.f(y)  # the forward map y ↦ (I − F) y
-    assert torch.allclose(mlp.solve(u, n_iter=150), y, atol=1e-10, rtol=0)
+    assert torch.allclose(mlp.solve(u, iters=150), y, atol=1e-10, rtol=0)
     # and the other way round: u ↦ y, then (I − F) y gives u back
     u2 = torch.randn(3, 12, 12, dtype=torch.float64)
-    y2 = mlp.solve(u2, n_iter=150)
+    y2 = mlp.solve(u2, iters=150)
     assert torch.allclose(y2 - mlp.f(y2), u2, atol=1e-10, rtol=0)
     # few iterations are not yet the inverse: the test can tell them apart
-    assert not torch.allclose(mlp.solve(u, n_iter=2), y, atol=1e-3)
+    assert not torch.allclose(mlp.solve(u, iters=2), y, atol=1e-3)
 
 
 def test_forward_is_the_documented_formula_with_token_transposes():
-    mlp = _mlp(coeff=0.9, n_iter=3)
+    mlp = _mlp(coeff=0.9, iters=3)
     nn.init.normal_(mlp.fc1.bias)
     nn.init.normal_(mlp.fc2.bias)
     x = torch.randn(2, 10, 6, dtype=torch.float64)  # [B, S=10 tokens, C=6]
@@ -168,7 +168,7 @@ def test_forward_is_the_documented_formula_with_token_transposes():
 
 # --------------------------------------------------------------------------- gradients
 def test_gradcheck_through_the_unrolled_solve():
-    mlp = _mlp(coeff=0.8, n_iter=3)
+    mlp = _mlp(coeff=0.8, iters=3)
     mlp(torch.zeros(1, 10, 2, dtype=torch.float64))  # consume the fresh-module SVD
     x = torch.randn(2, 10, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(mlp, (x,))
@@ -222,7 +222,7 @@ def test_every_size_is_registered_in_timm_with_the_defaults():
         assert f"imixer_{size}" in timm.list_models("imixer_*")
     model = timm.create_model("imixer_t4_32")
     mlp = model.blocks[0].token_mlp
-    assert isinstance(mlp, InvertibleMLP) and mlp.n_iter == 4
+    assert isinstance(mlp, InvertibleMLP) and mlp.fixed_point_iters == 4
     assert mlp.f.sn_a.n_power == 8 and mlp.f.sn_a.coeff == 0.9
     assert mlp.f.fc_a.out_features == mlp.hidden_features  # h_ratio 1.0
     assert type(model.blocks[0].channel_mlp).__name__ == "FreeMLP"
@@ -230,17 +230,17 @@ def test_every_size_is_registered_in_timm_with_the_defaults():
 
 
 def test_kwargs_reach_the_invertible_mlp():
-    model = create_model("imixer_t4_28", n_iter=2, n_power=3, h_ratio=0.5, coeff=0.6)
+    model = create_model("imixer_t4_28", fixed_point_iters=2, n_power=3, h_ratio=0.5, coeff=0.6)
     mlp = model.blocks[-1].token_mlp
-    assert mlp.n_iter == 2 and mlp.f.sn_b.n_power == 3 and mlp.f.sn_b.coeff == 0.6
+    assert mlp.fixed_point_iters == 2 and mlp.f.sn_b.n_power == 3 and mlp.f.sn_b.coeff == 0.6
     assert mlp.f.fc_a.out_features == math.floor(0.5 * mlp.hidden_features)
-    assert model.model_args == dict(n_iter=2, n_power=3, h_ratio=0.5, coeff=0.6)
+    assert model.model_args == dict(fixed_point_iters=2, n_power=3, h_ratio=0.5, coeff=0.6)
 
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(n_iters=2), "n_iter"),
     (dict(coeff=1.0), "coeff"),
-    (dict(n_iter=0), "n_iter"),
+    (dict(fixed_point_iters=0), "fixed_point_iters"),
     (dict(n_power=0), "n_power"),
     (dict(h_ratio=0.0), "h_ratio"),
     (dict(token_mlp="free"), "token_mlp"),
@@ -261,3 +261,12 @@ def test_state_dict_round_trip_reproduces_eval_outputs():
     assert any(k.endswith("sn_a.u") for k in a.state_dict())
     with torch.no_grad():
         assert torch.equal(a(x), b(x))
+
+
+def test_n_iter_is_a_deprecated_name_of_fixed_point_iters():
+    with pytest.warns(DeprecationWarning, match="fixed_point_iters"):
+        model = create_model("imixer_n2_8", n_iter=3)
+    mlp = model.blocks[0].token_mlp
+    assert mlp.fixed_point_iters == 3 and model.n_iter == 1  # blocks are not repeated
+    with pytest.warns(DeprecationWarning):
+        assert mlp.n_iter == 3

@@ -31,19 +31,15 @@ MNIST_CLASSES = [str(i) for i in range(10)]
 
 
 def default_data_dir(name: str) -> Path | None:
-    """``$HAMIXER_DATA_DIR/<name>``, else the development copy ``../shared/data/<name>``.
+    """``$HAMIXER_DATA_DIR/<name>`` if that folder exists, else None.
 
-    ``HAMIXER_DATA_DIR`` names the folder that *contains* the dataset folders.
+    ``HAMIXER_DATA_DIR`` names the folder that *contains* the dataset folders; without it
+    (or ``--data-dir``) a dataset that is not built in is not found: the package looks in no
+    place of its own.
     """
     env = os.environ.get(DATA_DIR_ENV)
-    candidates = [Path(env) / name] if env else []
-    repo = Path(__file__).resolve().parents[3]
-    for base in (repo.parent, Path.cwd().parent):
-        candidates.append(base / "shared" / "data" / name)
-    for c in candidates:
-        if c.is_dir():
-            return c
-    return None
+    found = Path(env) / name if env else None
+    return found if found is not None and found.is_dir() else None
 
 
 def _find(data_dir: Path, stem: str) -> Path:

@@ -1,7 +1,7 @@
 """The datasets ``hamixer`` trains on, by name: where they live, their shape, how to load them.
 
 ``digits`` is built in (scikit-learn). The others are read from ``--data-dir`` (default
-``$HAMIXER_DATA_DIR/<name>`` or ``../shared/data/<name>``); nothing is downloaded unless
+``$HAMIXER_DATA_DIR/<name>``); nothing is downloaded unless
 ``download=True``.
 """
 
@@ -77,7 +77,7 @@ def resolve_data_dir(name: str, data_dir: str | Path | None, download: bool = Fa
     if download:
         return Path.home() / ".cache" / "hamixer" / name
     raise HamixerError(f"{name} not found: pass --data-dir PATH or set HAMIXER_DATA_DIR "
-                       f"(looked in $HAMIXER_DATA_DIR/{name} and ../shared/data/{name}); "
+                       f"(looked in $HAMIXER_DATA_DIR/{name}); "
                        f"{dataset_info(name).how_to_get}")
 
 

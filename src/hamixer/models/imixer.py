@@ -6,7 +6,8 @@ The token-mixing MLP of the MLP-Mixer becomes
 
 with ``W_a``, ``W_b`` spectrally normalised (σ ≤ ``coeff``), so that ``I − F`` is invertible
 and ``y = (I − F)⁻¹ u`` is reached by the fixed-point iteration ``y_{k+1} = u + F(y_k)``,
-``y_0 = u``, unrolled for ``n_iter`` steps (backpropagation runs through the unrolled steps).
+``y_0 = u``, unrolled for ``fixed_point_iters`` steps (backpropagation runs through the
+unrolled steps).
 
 Lipschitz constant of F: ``Lip(F) ≤ σ(W_a)·σ(W_b)·max|GELU'|²`` with ``max|GELU'| =
 GELU'(√2) ≈ 1.1289``. GELU is *not* 1-Lipschitz, so with the default ``coeff = 0.9`` the
@@ -21,6 +22,7 @@ mixing an ordinary MLP), which is what the iMixer paper modifies.
 from __future__ import annotations
 
 import math
+import warnings
 from functools import partial
 from typing import Any
 
@@ -86,7 +88,9 @@ class InvertibleMLP(MixingMLP):
         bias: biases in fc1, fc2 and F.
         act_layer: activation after the solve (F itself always uses GELU, as specified).
         drop: dropout after the activation and after fc2.
-        n_iter: fixed-point iterations of ``y ← u + F(y)``.
+        fixed_point_iters: iterations of ``y ← u + F(y)``.
+        n_iter: deprecated name of ``fixed_point_iters`` (in the rest of the package
+            ``n_iter`` counts block repetitions).
         n_power: power iterations per training forward in each spectral normalisation.
         h_ratio: hidden size of F as a multiple of ``hidden_features``.
         coeff: bound on the spectral norm of ``W_a`` and ``W_b``.
@@ -100,21 +104,23 @@ class InvertibleMLP(MixingMLP):
         bias: bool = True,
         act_layer: type[nn.Module] = nn.GELU,
         drop: float = 0.0,
-        n_iter: int = 4,
+        fixed_point_iters: int = 4,
         n_power: int = 8,
         h_ratio: float = 1.0,
         coeff: float = 0.9,
+        n_iter: int | None = None,
     ) -> None:
         super().__init__(in_features, hidden_features, axis, act_layer, drop)
-        if n_iter < 1:
-            raise ValueError(f"n_iter (fixed-point iterations) must be >= 1, got {n_iter}")
+        fixed_point_iters = _renamed_n_iter(n_iter, fixed_point_iters)
+        if fixed_point_iters < 1:
+            raise ValueError(f"fixed_point_iters must be >= 1, got {fixed_point_iters}")
         if not 0.0 < coeff < 1.0:
             raise ValueError(f"coeff must be in (0, 1) for I - F to be invertible, got {coeff}")
         residual_hidden = int(h_ratio * hidden_features)
         if residual_hidden < 1:
             raise ValueError(f"h_ratio {h_ratio} gives F an empty hidden layer "
                              f"(token hidden {hidden_features})")
-        self.n_iter = int(n_iter)
+        self.fixed_point_iters = int(fixed_point_iters)
         self.fc1 = nn.Linear(in_features, hidden_features, bias=bias)
         self.f = ContractiveResidual(hidden_features, residual_hidden, axis, bias, coeff, n_power)
         self.fc2 = nn.Linear(hidden_features, in_features, bias=bias)
@@ -135,20 +141,21 @@ class InvertibleMLP(MixingMLP):
     def b2(self) -> Tensor | None:
         return self.fc2.bias
 
-    def solve(self, u: Tensor, n_iter: int | None = None) -> Tensor:
-        """``(I − F)⁻¹ u`` by ``n_iter`` steps of ``y ← u + F(y)`` from ``y = u``."""
+    def solve(self, u: Tensor, iters: int | None = None) -> Tensor:
+        """``(I − F)⁻¹ u`` by ``iters`` (default ``fixed_point_iters``) steps of
+        ``y ← u + F(y)`` from ``y = u``."""
         weights = self.f.normalized_weights()  # one power-iteration update per call
         y = u
-        for _ in range(self.n_iter if n_iter is None else n_iter):
+        for _ in range(self.fixed_point_iters if iters is None else iters):
             y = u + self.f(y, weights)
         return y
 
     @torch.no_grad()
-    def fixed_point_residuals(self, u: Tensor, n_iter: int | None = None) -> Tensor:
-        """``‖y_k − u − F(y_k)‖`` (Frobenius, whole batch) for k = 0 … n_iter."""
+    def fixed_point_residuals(self, u: Tensor, iters: int | None = None) -> Tensor:
+        """``‖y_k − u − F(y_k)‖`` (Frobenius, whole batch) for k = 0 … iters."""
         weights = self.f.normalized_weights()
         y, norms = u, []
-        for _ in range((self.n_iter if n_iter is None else n_iter) + 1):
+        for _ in range((self.fixed_point_iters if iters is None else iters) + 1):
             y_next = u + self.f(y, weights)
             norms.append(torch.linalg.vector_norm(y - y_next))
             y = y_next
@@ -159,26 +166,44 @@ class InvertibleMLP(MixingMLP):
         return self.drop(apply_linear(self.drop(self.act(y)), self.w2, self.b2, self.axis))
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, n_iter={self.n_iter}"
+        return f"{super().extra_repr()}, fixed_point_iters={self.fixed_point_iters}"
+
+    @property
+    def n_iter(self) -> int:
+        """Deprecated name of :attr:`fixed_point_iters`."""
+        warnings.warn("InvertibleMLP.n_iter is now fixed_point_iters", DeprecationWarning,
+                      stacklevel=2)
+        return self.fixed_point_iters
 
 
-def build_imixer(n_iter: int = 4, n_power: int = 8, h_ratio: float = 1.0, coeff: float = 0.9,
-                 **kwargs: Any) -> HamMixer:
+def _renamed_n_iter(n_iter: int | None, fixed_point_iters: int) -> int:
+    """``n_iter`` was the iMixer's name for its fixed-point iterations until the package
+    used ``n_iter`` for block repetitions only; it still works, with a warning."""
+    if n_iter is None:
+        return fixed_point_iters
+    warnings.warn("the iMixer's n_iter is now called fixed_point_iters; n_iter will be "
+                  "removed in the next release", DeprecationWarning, stacklevel=3)
+    return n_iter
+
+
+def build_imixer(fixed_point_iters: int = 4, n_power: int = 8, h_ratio: float = 1.0,
+                 coeff: float = 0.9, n_iter: int | None = None, **kwargs: Any) -> HamMixer:
     """A HamMixer whose token MLP is :class:`InvertibleMLP`.
 
-    ``n_iter`` here counts fixed-point iterations; the backbone's block repetition (HamMixer's
-    own ``n_iter``) stays 1 for this family.
+    ``n_iter`` is accepted for one release as the old name of ``fixed_point_iters`` (with a
+    DeprecationWarning); the backbone's block repetition stays 1 for this family.
     """
+    fixed_point_iters = _renamed_n_iter(n_iter, fixed_point_iters)
     if "token_mlp" in kwargs:
         raise ValueError("the imixer family fixes token_mlp to InvertibleMLP")
-    token_mlp = partial(InvertibleMLP, n_iter=n_iter, n_power=n_power, h_ratio=h_ratio,
-                        coeff=coeff)
+    token_mlp = partial(InvertibleMLP, fixed_point_iters=fixed_point_iters, n_power=n_power,
+                        h_ratio=h_ratio, coeff=coeff)
     return HamMixer(token_mlp=token_mlp, **kwargs)
 
 
 #: timm's MLP-Mixer (serial, per-token LayerNorm, biases) with the invertible token MLP.
 IMIXER_ARGS: dict[str, Any] = dict(block="serial", norm="token", mlp="free", mlp_bias=True,
                                    norm_affine="elementwise", weight_init="timm",
-                                   n_iter=4, n_power=8, h_ratio=1.0, coeff=0.9)
+                                   fixed_point_iters=4, n_power=8, h_ratio=1.0, coeff=0.9)
 
 register_family("imixer", IMIXER_ARGS, builder=build_imixer)
