@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
+from pathlib import Path
 
 NAME = "compare"
 HELP = ("train models with the same seed, data order and budget; write results.md, "
@@ -52,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import ConfigError
     from ..experiments.compare import run_compare
-    from ..provenance import command_line, record_command
+    from ..provenance import command_line
     from .flags import config_from_args, resolve_model_name
 
     seeds = _seeds(args.seeds)
@@ -78,8 +80,15 @@ def run(args: argparse.Namespace) -> int:
                   "usual")
     res = run_compare(base, models, seeds, out, symmetry=not args.no_symmetry,
                       command=command_line(), jobs=args.jobs)
+    finish(out, res["table"], ("results.md", "results.json", "curves.png"))
+    return 0
+
+
+def finish(out: Path, table: str, files: Sequence[str]) -> None:
+    """Record the command beside the results, print the table and what was written."""
+    from ..provenance import record_command
+
     record_command(out)
     print()
-    print(res["table"])
-    print(f"\nwrote {out / 'results.md'}, {out / 'results.json'}, {out / 'curves.png'}")
-    return 0
+    print(table)
+    print(f"\nwrote {', '.join(str(out / f) for f in files)}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from .compare import add_jobs_argument, check_jobs
+from .compare import add_jobs_argument, check_jobs, finish
 
 NAME = "sweep"
 HELP = ("train AsymMixer at each λ plus SymMixer and ParaMixer (same seed, data order and "
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..experiments.sweep import REFERENCES, SweepPlan, run_sweep
     from ..models.mixer import BREAKING_INITS
-    from ..provenance import command_line, record_command
+    from ..provenance import command_line
     from .compare import _seeds
     from .flags import config_from_args
 
@@ -101,8 +101,5 @@ def run(args: argparse.Namespace) -> int:
                               f"(valid: {', '.join(SIZES)})")
     res = run_sweep(base, plan, out, size=args.size, symmetry=not args.no_symmetry,
                     command=command_line(), jobs=args.jobs)
-    record_command(out)
-    print()
-    print(res["table"])
-    print(f"\nwrote {out / 'sweep.json'}, {out / 'sweep.md'}, {out / 'sweep.png'}")
+    finish(out, res["table"], ("sweep.json", "sweep.md", "sweep.png"))
     return 0

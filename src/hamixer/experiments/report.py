@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HamixerError
+from ..runs import read_metrics
 
 KINDS = ("sweep", "compare", "dynamics", "training")
 
@@ -199,13 +200,10 @@ def section_training(run_dir: Path, figs: _Figures) -> str:
                      "|---:|---:|---:|---|---:|\n"
                      f"| {s['epochs']} | {s['best_test_acc']:.2f} | {s['final_test_acc']:.2f} "
                      f"| {init} | {s['total_seconds']:.0f} |\n")
-    elif (run_dir / "metrics.jsonl").is_file():  # still running or interrupted: no summary
-        rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()
-                if x.strip()]
-        if rows:
-            parts.append(f"No summary.json (unfinished run); after epoch {rows[-1]['epoch']} of "
-                         f"{cfg.get('epochs', '?')}: test top-1 {rows[-1]['test_acc']:.2f}% "
-                         f"(best {max(r['test_acc'] for r in rows):.2f}%).\n")
+    elif rows := read_metrics(run_dir):  # still running or interrupted: no summary
+        parts.append(f"No summary.json (unfinished run); after epoch {rows[-1]['epoch']} of "
+                     f"{cfg.get('epochs', '?')}: test top-1 {rows[-1]['test_acc']:.2f}% "
+                     f"(best {max(r['test_acc'] for r in rows):.2f}%).\n")
     last = _last_symmetry(run_dir)
     if last:
         init_row = _init_row(run_dir)

@@ -28,6 +28,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..runs import read_metrics
+
 MEASURES = ("cosine", "scale", "residual", "coupling_sym", "coupling_antisym")
 
 
@@ -151,9 +153,7 @@ def read_run_symmetry(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     init = run_dir / "init_metrics.json"
     if init.is_file():
         rows.append(json.loads(init.read_text()))
-    metrics = run_dir / "metrics.jsonl"
-    if metrics.is_file():
-        rows += [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
+    rows += read_metrics(run_dir)
     return [r for r in rows if any(k.startswith("sym/") for k in r)]
 
 

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from ..ops import apply_linear
 from .mixer import HamMixer
-from .mlp import MixingMLP
+from .mlp import LinearPairWeights, MixingMLP
 from .registry import register_family
 from .spectral_norm import SpectralNorm
 
@@ -78,7 +78,7 @@ class ContractiveResidual(nn.Module):
         return sa * sb * GELU_LIPSCHITZ ** 2
 
 
-class InvertibleMLP(MixingMLP):
+class InvertibleMLP(LinearPairWeights, MixingMLP):
     """``fc2(act((I − F)⁻¹(fc1 x)))``: the iMixer's token-mixing MLP (any ``axis``).
 
     Args:
@@ -124,22 +124,6 @@ class InvertibleMLP(MixingMLP):
         self.fc1 = nn.Linear(in_features, hidden_features, bias=bias)
         self.f = ContractiveResidual(hidden_features, residual_hidden, axis, bias, coeff, n_power)
         self.fc2 = nn.Linear(hidden_features, in_features, bias=bias)
-
-    @property
-    def w1(self) -> Tensor:
-        return self.fc1.weight
-
-    @property
-    def w2(self) -> Tensor:
-        return self.fc2.weight
-
-    @property
-    def b1(self) -> Tensor | None:
-        return self.fc1.bias
-
-    @property
-    def b2(self) -> Tensor | None:
-        return self.fc2.bias
 
     def solve(self, u: Tensor, iters: int | None = None) -> Tensor:
         """``(I − F)⁻¹ u`` by ``iters`` (default ``fixed_point_iters``) steps of

@@ -27,6 +27,27 @@ def _resolve(kind: str | type, table: dict[str, type], what: str) -> type:
     return kind
 
 
+def _check_args(a: dict[str, Any]) -> None:
+    """Refuse impossible constructor arguments of :class:`HamMixer` (``a``: all of them)."""
+    checks = [
+        (a["n_iter"] >= 1, f"n_iter must be >= 1, got {a['n_iter']}"),
+        (a["asym_lambda"] >= 0, f"asym_lambda must be >= 0, got {a['asym_lambda']}"),
+        (a["global_pool"] in ("avg", ""),
+         f"global_pool must be 'avg' or '', got {a['global_pool']!r}"),
+        (a["img_size"] % a["patch_size"] == 0,
+         f"img_size {a['img_size']} is not a multiple of patch_size {a['patch_size']}"),
+        (a["weight_init"] in ("official", "timm"),
+         f"weight_init must be 'official' or 'timm', got {a['weight_init']!r}"),
+        (a["init"] in ("default", "symmetric"),
+         f"init must be 'default' or 'symmetric', got {a['init']!r}"),
+        (a["breaking_init"] in BREAKING_INITS,
+         f"breaking_init must be one of {BREAKING_INITS}, got {a['breaking_init']!r}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+
+
 class HamMixer(nn.Module):
     """An MLP-Mixer whose block and MLP types are swappable.
 
@@ -100,21 +121,7 @@ class HamMixer(nn.Module):
         twin_args = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         twin_rng = torch.random.get_rng_state()
         super().__init__()
-        if n_iter < 1:
-            raise ValueError(f"n_iter must be >= 1, got {n_iter}")
-        if asym_lambda < 0:
-            raise ValueError(f"asym_lambda must be >= 0, got {asym_lambda}")
-        if global_pool not in ("avg", ""):
-            raise ValueError(f"global_pool must be 'avg' or '', got {global_pool!r}")
-        if img_size % patch_size != 0:
-            raise ValueError(f"img_size {img_size} is not a multiple of patch_size {patch_size}")
-        if weight_init not in ("official", "timm"):
-            raise ValueError(f"weight_init must be 'official' or 'timm', got {weight_init!r}")
-        if init not in ("default", "symmetric"):
-            raise ValueError(f"init must be 'default' or 'symmetric', got {init!r}")
-        if breaking_init not in BREAKING_INITS:
-            raise ValueError(f"breaking_init must be one of {BREAKING_INITS}, "
-                             f"got {breaking_init!r}")
+        _check_args(twin_args)
         block_cls = _resolve(block, BLOCK_TYPES, "block")
         mlp_cls = _resolve(mlp, MLP_TYPES, "mlp")
         token_mlp_cls = _resolve(token_mlp, MLP_TYPES, "token_mlp") if token_mlp else mlp_cls

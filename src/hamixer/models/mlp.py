@@ -111,21 +111,12 @@ class MixingMLP(nn.Module, abc.ABC):
         return f"in={self.in_features}, hidden={self.hidden_features}, mixes={kind}"
 
 
-class FreeMLP(MixingMLP):
-    """Ordinary two-layer MLP with independent ``fc1`` and ``fc2`` (timm's ``Mlp``)."""
+class LinearPairWeights:
+    """``w1``, ``w2``, ``b1``, ``b2`` of an MLP whose matrices are two ``nn.Linear`` layers,
+    ``fc1`` and ``fc2`` (mixed into :class:`MixingMLP` subclasses)."""
 
-    def __init__(
-        self,
-        in_features: int,
-        hidden_features: int,
-        axis: int = -1,
-        bias: bool = True,
-        act_layer: type[nn.Module] = nn.GELU,
-        drop: float = 0.0,
-    ) -> None:
-        super().__init__(in_features, hidden_features, axis, act_layer, drop)
-        self.fc1 = nn.Linear(in_features, hidden_features, bias=bias)
-        self.fc2 = nn.Linear(hidden_features, in_features, bias=bias)
+    fc1: nn.Linear
+    fc2: nn.Linear
 
     @property
     def w1(self) -> Tensor:
@@ -142,6 +133,24 @@ class FreeMLP(MixingMLP):
     @property
     def b2(self) -> Tensor | None:
         return self.fc2.bias
+
+
+class FreeMLP(LinearPairWeights, MixingMLP):
+    """Ordinary two-layer MLP with independent ``fc1`` and ``fc2`` (timm's ``Mlp``)."""
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_features: int,
+        axis: int = -1,
+        bias: bool = True,
+        act_layer: type[nn.Module] = nn.GELU,
+        drop: float = 0.0,
+    ) -> None:
+        super().__init__(in_features, hidden_features, axis, act_layer, drop)
+        self.fc1 = nn.Linear(in_features, hidden_features, bias=bias)
+        self.fc2 = nn.Linear(hidden_features, in_features, bias=bias)
+
 
 
 class SymmetricMLP(MixingMLP):

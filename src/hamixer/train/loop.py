@@ -96,19 +96,7 @@ def train_one_epoch(model: nn.Module, batches: ImageBatches, criterion: nn.Modul
             loss = criterion(logits.float(), target) + core.aux_loss()
         if ctx.any(not bool(torch.isfinite(loss)), device):  # every rank stops together
             raise Diverged(loss.item(), epoch, step, updates)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            if cfg.clip_grad:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            if cfg.clip_grad:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-            optimizer.step()
+        _backward_and_step(model, loss, optimizer, scaler, cfg.clip_grad)
         updates += 1
         if ema is not None:
             ema.update(core, step=updates)
@@ -134,6 +122,24 @@ def train_one_epoch(model: nn.Module, batches: ImageBatches, criterion: nn.Modul
         raise HamixerError(f"epoch {epoch + 1}: no training batches")
     return {"loss": loss_sum / n, "acc": 100.0 * correct / n, "seconds": seconds,
             "images_per_s": n / seconds, "n": n}
+
+
+def _backward_and_step(model: nn.Module, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+                       scaler: Any, clip_grad: float | None) -> None:
+    """Backward, gradient clipping (on unscaled gradients under a GradScaler), one update."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        if clip_grad:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+        scaler.step(optimizer)
+        scaler.update()
+        return
+    loss.backward()
+    if clip_grad:
+        nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+    optimizer.step()
 
 
 class StopRequest:
