@@ -281,7 +281,8 @@ def train_one_epoch(model: nn.Module, batches: ImageBatches, criterion: nn.Modul
     the weights and optimiser still as they were after the last good step.
     """
     ctx = ctx or DistContext()
-    core = getattr(model, "module", model)  # the model inside DistributedDataParallel
+    core = getattr(model, "_orig_mod", model)  # the module inside torch.compile's wrapper
+    core = getattr(core, "module", core)  # the model inside DistributedDataParallel
     model.train()
     steps = len(batches)
     updates = epoch * steps + start_step
@@ -401,7 +402,7 @@ def _write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
 #: Settings a resumed run may change (they do not change what is computed).
 RESUMABLE_CHANGES = frozenset({"out", "resume", "quiet", "threads", "device", "data_dir",
                                "download", "checkpoint_every_steps",
-                               "checkpoint_every_seconds"})
+                               "checkpoint_every_seconds", "compile"})
 
 
 def _check_same_config(saved: dict[str, Any], cfg: TrainConfig, out: Path) -> None:
@@ -483,11 +484,14 @@ def _train_epochs(cfg: TrainConfig, out: Path, model: nn.Module, kwargs: dict[st
 
         train_model = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:  # only the training step; `model` stays plain for checkpoints and hooks
+        train_model = torch.compile(train_model)
     log(f"{cfg.model} ({n_params / 1e6:.3f} M params) on {cfg.dataset}: "
         f"{train_batches.num_images} train / {test_batches.num_images} test images, "
         f"{img_size}px, {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.resolved_lr:.2e}, "
         f"device {device}{', amp ' + str(amp_dtype).replace('torch.', '') if amp_dtype else ''}"
         f"{f', {ctx.world} processes' if ctx.enabled else ''}"
+        f"{', compiled' if cfg.compile else ''}"
         f"{f', weight EMA {cfg.model_ema_decay}' if ema is not None else ''}")
 
     def checkpoint_meta(epoch_done: int, step: int, row: dict[str, Any] | None,
