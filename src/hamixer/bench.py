@@ -260,6 +260,10 @@ def measure_group(candidates: Sequence[str], shape: str, batch: int, dtype: str,
     compiles); one whose turn comes after ``deadline`` (a ``time.monotonic()`` value) is
     skipped and named in ``skipped``. ``limit`` is :func:`matmul_limit` at these GEMM shapes.
     """
+    if compile_backend:
+        # Dynamo keeps compiled code per function and stops compiling (silently running eager)
+        # after a few entries; the models of one group share HamMixer.forward, so start clean.
+        torch._dynamo.reset()
     runners, skipped = [], []
     for candidate in candidates:
         if deadline is not None and time.monotonic() > deadline:
