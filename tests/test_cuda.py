@@ -54,9 +54,15 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _models(family: str):
-    """The same freshly initialised model on the CPU and on CUDA."""
+    """The same freshly initialised model on the CPU and on CUDA. Tensors initialised to zero
+    (timm's head, biases) get small random values: a zero head would zero every gradient
+    behind it and make the comparison empty."""
     torch.manual_seed(0)
     cpu = create_model(f"{family}_n2_8", **SMALL)
+    with torch.no_grad():
+        for p in cpu.parameters():
+            if not p.any():
+                p.normal_(0.0, 0.02)
     return cpu, copy.deepcopy(cpu).to(CUDA)
 
 
@@ -85,8 +91,12 @@ def test_forward_and_backward_on_cuda_match_the_cpu(family):
     (ref, ref_grads), (out, grads) = results
     assert _rel(out, ref) < 1e-5
     assert grads.keys() == ref_grads.keys() and grads
+    # a gradient that is a small sum of larger terms may lose relative precision: it passes
+    # when it is close relative to itself or negligible against the whole gradient
+    total = torch.stack([g.double().norm() for g in ref_grads.values()]).norm().item()
     for name, g in ref_grads.items():
-        assert _rel(grads[name], g) < 1e-4, name
+        err = (grads[name].double().cpu() - g.double()).norm().item()
+        assert _rel(grads[name], g) < 1e-4 or err < 1e-5 * total, name
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
