@@ -102,7 +102,7 @@ class Plan:
     compile_backend: str
     compile_reserve_s: float  # no compilation starts later than this before the box ends
     threads: int | None
-    peak_matmul_side: int  # the square bf16 matmul measured in env
+    peak_matmul_side: int  # side of the square bf16 and fp32 products timed in env
     boxes: dict[str, float]  # section → seconds
     train_model: str
     train_batch: int
@@ -403,7 +403,8 @@ def generate_digits28(root: Path) -> Path:
     for prefix, train in (("train", True), ("t10k", False)):
         split = load_digits_arrays(train)
         images = torch.from_numpy(split.images).float()[:, None]
-        images = F.pad(F.interpolate(images, size=(24, 24), mode="bilinear"), (2, 2, 2, 2))
+        images = F.interpolate(images, size=(24, 24), mode="bilinear", align_corners=False)
+        images = F.pad(images, (2, 2, 2, 2))  # MNIST's digits sit in a 20-px box, centred
         write_idx(root / f"{prefix}-images-idx3-ubyte.gz",
                   images[:, 0].round().clamp(0, 255).to(torch.uint8).numpy())
         write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", split.labels)
