@@ -92,3 +92,21 @@ def test_cli_bad_model_is_one_line_error(capsys):
     assert main(["bench", "--models", "timm,nosuch", "--rounds", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("hamixer bench: error:") and "\n" not in err
+
+
+def test_group_compiles_overrides_the_batch_and_skips_after_the_deadline():
+    import time
+
+    from hamixer.experiments.bench import matmul_limit, measure_group
+
+    dev = torch.device("cpu")
+    limit = matmul_limit(gemm_shapes(mixer_geometry("8"), 4), dev, "fp32")
+    # aot_eager: Dynamo's capture without inductor's C++ code generation (seconds, not a minute)
+    rows, skipped = measure_group(["timm", "symmixer"], "8", 4, "fp32", "train", dev, limit,
+                                  rounds=1, warmup=1, compile_backend="aot_eager")
+    assert skipped == [] and [r["model"] for r in rows] == ["timm", "symmixer"]
+    assert all(r["batch"] == 4 and r["compile"] == "aot_eager" and r["img_per_s"] > 0
+               for r in rows)
+    rows, skipped = measure_group(["timm", "paramixer"], "8", 4, "fp32", "infer", dev, limit,
+                                  rounds=1, warmup=0, deadline=time.monotonic() - 1)
+    assert rows == [] and skipped == ["timm", "paramixer"]

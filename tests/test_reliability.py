@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from hamixer.cli import main
@@ -216,3 +217,30 @@ def test_torchrun_two_processes_matches_one_process(tmp_path):
         assert (wa[k] - wb[k]).abs().max() < 1e-5, k
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["train_images"] == 128
+
+
+def test_a_launched_single_process_joins_a_process_group(monkeypatch):
+    """torchrun --nproc_per_node=1 sets the launcher's variables with WORLD_SIZE=1: the run joins
+    a (gloo) group of one, so the backend is exercised; without them nothing is initialised."""
+    import socket
+
+    import torch.distributed as dist
+
+    from hamixer.train.distributed import init_distributed, shutdown_distributed
+
+    ctx, device = init_distributed("cpu")
+    assert not ctx.enabled and device is None and not dist.is_initialized()
+    with socket.socket() as s:  # a free port for the group's rendezvous store
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for name, value in dict(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
+                            MASTER_PORT=str(port)).items():
+        monkeypatch.setenv(name, value)
+    ctx, device = init_distributed("cpu")
+    try:
+        assert ctx.enabled and ctx.world == 1 and ctx.is_main and device is None
+        assert dist.is_initialized() and dist.get_backend() == "gloo"
+        assert ctx.sum([2.0, 3.0], torch.device("cpu")) == [2.0, 3.0]
+    finally:
+        shutdown_distributed(ctx)
+    assert not dist.is_initialized()

@@ -10,9 +10,10 @@ HELP = "time the Mixer family against timm's MlpMixer and the machine's matmul l
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--shape", choices=("224", "28", "all"), default="all",
+    p.add_argument("--shape", choices=("224", "28", "8", "all"), default="all",
                    help="224: Mixer-S/16 at 224 px, batch 8; 28: the 28 px CPU config, "
-                        "batch 128 (default: all)")
+                        "batch 128; 8: the 8 px models, batch 64 (a smoke test); "
+                        "all: 224 and 28 (default)")
     p.add_argument("--dtype", choices=("fp32", "bf16", "both"), default="fp32",
                    help="fp32, bf16 autocast, or both (default: fp32)")
     p.add_argument("--mode", choices=("train", "infer", "both"), default="both",
@@ -29,10 +30,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..experiments.bench import CANDIDATES, SHAPES, format_table, run_benchmark, to_json
+    from ..experiments.bench import CANDIDATES, MAIN_SHAPES, format_table, run_benchmark, to_json
     from ..io import write_text
 
-    shapes = list(SHAPES) if args.shape == "all" else [args.shape]
+    shapes = list(MAIN_SHAPES) if args.shape == "all" else [args.shape]
     dtypes = ["fp32", "bf16"] if args.dtype == "both" else [args.dtype]
     modes = ["train", "infer"] if args.mode == "both" else [args.mode]
     candidates = (list(CANDIDATES) if args.models is None

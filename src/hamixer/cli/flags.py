@@ -64,6 +64,9 @@ def add_config_arguments(p: argparse.ArgumentParser, compare: bool = False) -> N
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=S)
     p.add_argument("--amp", action="store_true", default=S,
                    help="mixed precision: bfloat16 on CPU, float16 + GradScaler on CUDA")
+    p.add_argument("--compile", "--torchcompile", action="store_true", default=S,
+                   dest="compile", help="torch.compile the training step (timm's "
+                   "--torchcompile); checkpoints keep the plain module's keys")
     if not compare:
         p.add_argument("--seed", type=int, default=S)
     p.add_argument("--quiet", action="store_true", default=S, help="no progress bar or log")
@@ -103,7 +106,7 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) 
         cfg = merge(cfg, parse_kv(args.set_values), "--set")
     flags: dict[str, Any] = {}
     for key in ("model", "dataset", "data_dir", "download", "epochs", "batch_size", "device",
-                "amp", "seed", "quiet", "out", "resume", "model_ema"):
+                "amp", "compile", "seed", "quiet", "out", "resume", "model_ema"):
         if key in given and given[key] is not None:
             flags[key] = given[key]
     for _, field_name, _, _ in RECIPE_FLAGS:

@@ -51,7 +51,10 @@ from ..errors import ConfigError
 SHAPES: dict[str, dict[str, Any]] = {
     "224": dict(size="s16_224", batch=8),
     "28": dict(size="t4_28", batch=128),
+    "8": dict(size="n2_8", batch=64),  # a smoke test: seconds for every path on a CPU
 }
+#: What ``--shape all`` measures.
+MAIN_SHAPES = ("224", "28")
 #: Candidates; "timm" is timm's own MlpMixer, the others are our registered families.
 CANDIDATES = ("timm", "mlpmixer", "vanillamixer", "paramixer", "symmixer", "asymmixer")
 DTYPES = ("fp32", "bf16")
@@ -161,10 +164,15 @@ class Runner:
 
 
 def make_runner(candidate: str, shape: str, mode: str, dtype: str,
-                device: torch.device, seed: int = 0) -> Runner:
+                device: torch.device, seed: int = 0, batch: int | None = None,
+                compile_backend: str | None = None) -> Runner:
+    """A runner at ``batch`` images (default: the shape's); with ``compile_backend`` the steps
+    call ``torch.compile(model)``, which compiles on the first step (do it in the warm-up)."""
     torch.manual_seed(seed)
     model = build_candidate(candidate, shape).to(device)
-    batch = SHAPES[shape]["batch"]
+    batch = batch or SHAPES[shape]["batch"]
+    # the optimizer and the counts hold the plain module; only the calls go through the wrapper
+    forward = torch.compile(model, backend=compile_backend) if compile_backend else model
     c, h, w = model.pretrained_cfg["input_size"]
     x = torch.randn(batch, c, h, w, device=device)
     y = torch.randint(0, model.pretrained_cfg["num_classes"], (batch,), device=device)
@@ -174,7 +182,7 @@ def make_runner(candidate: str, shape: str, mode: str, dtype: str,
         @torch.no_grad()
         def step() -> None:
             with _autocast(device, dtype):
-                model(x)
+                forward(x)
     else:
         model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -183,7 +191,7 @@ def make_runner(candidate: str, shape: str, mode: str, dtype: str,
         def step() -> None:
             opt.zero_grad(set_to_none=True)
             with _autocast(device, dtype):
-                loss = F.cross_entropy(model(x), y)
+                loss = F.cross_entropy(forward(x), y)
                 if aux is not None:
                     loss = loss + aux()
             loss.backward()
@@ -243,6 +251,62 @@ def pinned_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def measure_group(candidates: Sequence[str], shape: str, batch: int, dtype: str, mode: str,
+                  device: torch.device, limit: dict[str, Any], rounds: int = 5,
+                  warmup: int = 2, compile_backend: str | None = None,
+                  deadline: float | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """Time ``candidates`` at one (shape, batch, dtype, mode), interleaved: (rows, skipped).
+
+    Each candidate is built and warmed up in turn (the warm-up is where ``torch.compile``
+    compiles); one whose turn comes after ``deadline`` (a ``time.monotonic()`` value) is
+    skipped and named in ``skipped``. ``limit`` is :func:`matmul_limit` at these GEMM shapes.
+    """
+    if compile_backend:
+        # Dynamo keeps compiled code per function and stops compiling (silently running eager)
+        # after a few entries; the models of one group share HamMixer.forward, so start clean.
+        torch._dynamo.reset()
+    runners, skipped = [], []
+    for candidate in candidates:
+        if deadline is not None and time.monotonic() > deadline:
+            skipped.append(candidate)
+            continue
+        runner = make_runner(candidate, shape, mode, dtype, device, batch=batch,
+                             compile_backend=compile_backend)
+        for _ in range(warmup):
+            runner.step()
+        runners.append(runner)
+    if not runners:
+        return [], skipped
+    interleave(runners, rounds, 0, device)
+    flops = mixer_flops(mixer_geometry(shape)) * (3 if mode == "train" else 1)
+    base = next((r for r in runners if r.name == "timm"), runners[0])
+    rows = []
+    for r in runners:
+        wall, cpu = statistics.median(r.wall), statistics.median(r.cpu)
+        achieved = flops * batch / wall
+        rows.append(dict(
+            shape=shape, batch=batch, dtype=dtype, mode=mode, model=r.name,
+            compile=compile_backend, params=sum(p.numel() for p in r.model.parameters()),
+            img_per_s=batch / wall, cpu_img_per_s=batch / cpu,
+            ratio_vs_timm=statistics.median(base.wall) / wall,
+            cpu_ratio_vs_timm=statistics.median(base.cpu) / cpu,
+            step_s=wall, step_s_all=r.wall, cpu_s_all=r.cpu,
+            peak_mem_mb=peak_step_memory(r, device) / 2**20,
+            gflops_per_img=flops / 1e9, achieved_gflops=achieved / 1e9,
+            frac_of_mm_limit=achieved / limit["flops_per_s"],
+            cpu_frac_of_mm_limit=(flops * batch / cpu / limit["cpu_flops_per_s"]
+                                  if limit["cpu_flops_per_s"] else None)))
+    return rows, skipped
+
+
+def bench_meta(device: torch.device, threads: int, rounds: int, warmup: int) -> dict[str, Any]:
+    """What a reader needs to judge the numbers: versions, device, threads, load."""
+    return dict(torch=torch.__version__, device=str(device), threads=threads, rounds=rounds,
+                warmup=warmup, cpu=platform.processor() or platform.machine(),
+                cuda=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+                load_avg=list(os.getloadavg()) if hasattr(os, "getloadavg") else None)
+
+
 # ------------------------------------------------------------------------------- main
 
 def run_benchmark(shapes: Sequence[str], dtypes: Sequence[str],
@@ -267,42 +331,19 @@ def run_benchmark(shapes: Sequence[str], dtypes: Sequence[str],
     threads = threads or os.cpu_count() or 1
     dev = select_device(device)
     log = log or (lambda _msg: None)
-    results: dict[str, Any] = dict(
-        meta=dict(torch=torch.__version__, device=str(dev), threads=threads, rounds=rounds,
-                  warmup=warmup, cpu=platform.processor() or platform.machine(),
-                  cuda=torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
-                  load_avg=list(os.getloadavg()) if hasattr(os, "getloadavg") else None),
-        limits={}, rows=[])
+    results: dict[str, Any] = dict(meta=bench_meta(dev, threads, rounds, warmup), limits={},
+                                   rows=[])
     with pinned_threads(threads):
         for shape in shapes:
-            geo = mixer_geometry(shape)
             batch = SHAPES[shape]["batch"]
-            fwd_flops = mixer_flops(geo)
             for dtype in dtypes:
-                limit = matmul_limit(gemm_shapes(geo, batch), dev, dtype)
+                limit = matmul_limit(gemm_shapes(mixer_geometry(shape), batch), dev, dtype)
                 results["limits"][f"{shape}/{dtype}"] = limit
                 for mode in modes:
                     log(f"[bench] shape {shape} batch {batch} {dtype} {mode} ...")
-                    runners = [make_runner(c, shape, mode, dtype, dev) for c in candidates]
-                    interleave(runners, rounds, warmup, dev)
-                    flops = fwd_flops * (3 if mode == "train" else 1)
-                    base = next((r for r in runners if r.name == "timm"), runners[0])
-                    for r in runners:
-                        wall, cpu = statistics.median(r.wall), statistics.median(r.cpu)
-                        achieved = flops * batch / wall
-                        results["rows"].append(dict(
-                            shape=shape, batch=batch, dtype=dtype, mode=mode, model=r.name,
-                            params=sum(p.numel() for p in r.model.parameters()),
-                            img_per_s=batch / wall, cpu_img_per_s=batch / cpu,
-                            ratio_vs_timm=statistics.median(base.wall) / wall,
-                            cpu_ratio_vs_timm=statistics.median(base.cpu) / cpu,
-                            step_s=wall, step_s_all=r.wall, cpu_s_all=r.cpu,
-                            peak_mem_mb=peak_step_memory(r, dev) / 2**20,
-                            gflops_per_img=flops / 1e9, achieved_gflops=achieved / 1e9,
-                            frac_of_mm_limit=achieved / limit["flops_per_s"],
-                            cpu_frac_of_mm_limit=(flops * batch / cpu / limit["cpu_flops_per_s"]
-                                                  if limit["cpu_flops_per_s"] else None)))
-                    del runners
+                    rows, _ = measure_group(candidates, shape, batch, dtype, mode, dev, limit,
+                                            rounds, warmup)
+                    results["rows"] += rows
     return results
 
 
@@ -340,5 +381,6 @@ def to_json(results: dict[str, Any]) -> str:
     return json.dumps(results, indent=2)
 
 
-__all__ = ["SHAPES", "CANDIDATES", "mixer_flops", "mixer_geometry", "gemm_shapes",
-           "matmul_limit", "run_benchmark", "format_table", "to_json"]
+__all__ = ["SHAPES", "MAIN_SHAPES", "CANDIDATES", "mixer_flops", "mixer_geometry",
+           "gemm_shapes", "matmul_limit", "measure_group", "bench_meta", "run_benchmark",
+           "format_table", "to_json"]

@@ -76,6 +76,9 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = False
     amp_dtype: str = "auto"  # auto: bfloat16 on CPU, float16 with a GradScaler on CUDA
+    # torch.compile the training forward and backward; evaluation, hooks and checkpoints use
+    # the plain module, so saved keys never carry the compiled wrapper's `_orig_mod.` prefix
+    compile: bool = False
     seed: int = 0
     threads: int | None = None  # torch CPU threads (default: torch's choice)
     # output

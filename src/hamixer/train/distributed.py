@@ -5,7 +5,9 @@
 each epoch; each global batch of ``--batch-size`` images is cut into N equal contiguous
 slices, one per rank, and DistributedDataParallel averages the gradients, so an update equals
 the single-process update on the whole global batch (up to float summation order). Only
-rank 0 writes files and shows progress. With one process everything here is a no-op.
+rank 0 writes files and shows progress. A run started without a launcher is one process and
+everything here is a no-op; under torchrun even a single process joins a process group and
+DistributedDataParallel, so ``--nproc_per_node=1`` exercises the backend (NCCL on a GPU).
 """
 
 from __future__ import annotations
@@ -17,18 +19,22 @@ import torch
 
 from ..errors import ConfigError
 
+#: What torchrun (or any launcher of env:// process groups) puts in every process's environment.
+LAUNCHER_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
 
 @dataclass
 class DistContext:
-    """Which process this is; ``world == 1`` means no process group at all."""
+    """Which process this is; ``enabled`` when it belongs to a process group."""
 
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    launched: bool = False  # started by a launcher (torchrun), possibly as its only process
 
     @property
     def enabled(self) -> bool:
-        return self.world > 1
+        return self.world > 1 or self.launched
 
     @property
     def is_main(self) -> bool:
@@ -68,12 +74,13 @@ def init_distributed(device_name: str) -> tuple[DistContext, torch.device | None
     means "choose the device as usual".
     """
     world = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    if world <= 1:
+    launched = all(os.environ.get(name) for name in LAUNCHER_VARS)
+    if world <= 1 and not launched:
         return DistContext(), None
     import torch.distributed as dist
 
     ctx = DistContext(rank=int(os.environ["RANK"]), world=world,
-                      local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+                      local_rank=int(os.environ.get("LOCAL_RANK", "0")), launched=launched)
     use_cuda = device_name != "cpu" and torch.cuda.is_available()
     if device_name.startswith("cuda") and not use_cuda:
         raise ConfigError("--device cuda: no CUDA device is available")

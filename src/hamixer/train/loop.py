@@ -71,16 +71,19 @@ def train_one_epoch(model: nn.Module, batches: ImageBatches, criterion: nn.Modul
                     epoch: int, bar: Any, start_step: int = 0,
                     partial: dict[str, float] | None = None,
                     after_step: StepHook | None = None,
-                    ctx: DistContext | None = None, ema: Any = None) -> dict[str, float]:
+                    ctx: DistContext | None = None, ema: Any = None,
+                    core: nn.Module | None = None) -> dict[str, float]:
     """One epoch of training from batch ``start_step`` on, continuing the sums in ``partial``.
 
-    ``ema`` (a timm ModelEmaV3) is updated after every optimiser step.
+    ``ema`` (a timm ModelEmaV3) is updated after every optimiser step. ``core`` is the plain
+    model when ``model`` wraps it (DistributedDataParallel, ``torch.compile``): its auxiliary
+    loss is added and the EMA follows it.
 
     The loss is checked before the update: a non-finite loss raises :class:`Diverged` with
     the weights and optimiser still as they were after the last good step.
     """
     ctx = ctx or DistContext()
-    core = getattr(model, "module", model)  # the model inside DistributedDataParallel
+    core = model if core is None else core
     model.train()
     steps = len(batches)
     updates = epoch * steps + start_step

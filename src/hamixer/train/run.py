@@ -48,7 +48,7 @@ INIT_METRICS = "init_metrics.json"
 #: Settings a resumed run may change (they do not change what is computed).
 RESUMABLE_CHANGES = frozenset({"out", "resume", "quiet", "threads", "device", "data_dir",
                                "download", "checkpoint_every_steps",
-                               "checkpoint_every_seconds"})
+                               "checkpoint_every_seconds", "compile"})
 
 
 def run_training(cfg: TrainConfig, hooks: Sequence[EpochHook] = (),
@@ -283,6 +283,8 @@ def _train_epochs(cfg: TrainConfig, out: Path, parts: TrainingParts, state: RunS
         device = parts.device
         train_model = DistributedDataParallel(
             parts.model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:  # the training step only: evaluation, hooks and checkpoints use the model
+        train_model = torch.compile(train_model)
     log(_describe(cfg, parts, ctx))
     ckpt = Checkpointer(cfg, out, parts, state, ctx)
     steps = len(parts.train_batches)
@@ -319,7 +321,7 @@ def _train_epoch(cfg: TrainConfig, parts: TrainingParts, state: RunState, ckpt: 
             train_model, p.train_batches, p.criterion, p.optimizer, p.scheduler, p.scaler,
             cfg, p.device, p.amp_dtype, epoch, bar, start_step=first_step, partial=partial,
             after_step=lambda step, sums: ckpt.after_step(epoch, step, sums, stop),
-            ctx=ctx, ema=p.ema)
+            ctx=ctx, ema=p.ema, core=p.model)
     except Diverged as err:
         raise ckpt.diverged(err) from None
     if p.scheduler is not None:
@@ -353,6 +355,7 @@ def _describe(cfg: TrainConfig, parts: TrainingParts, ctx: DistContext) -> str:
             f"{p.img_size}px, {cfg.epochs} epochs, batch {cfg.batch_size}, "
             f"lr {cfg.resolved_lr:.2e}, device {p.device}{amp}"
             f"{f', {ctx.world} processes' if ctx.enabled else ''}"
+            f"{', compiled' if cfg.compile else ''}"
             f"{f', weight EMA {cfg.model_ema_decay}' if p.ema is not None else ''}")
 
 
