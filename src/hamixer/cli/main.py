@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
 
-from ..errors import HamixerError
+from ..errors import HamixerError, Interrupted
 from ..provenance import set_command_line
 from ..version import __version__
 
@@ -43,28 +44,45 @@ def build_parser() -> argparse.ArgumentParser:
     for mod in _command_modules():
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)
-        p.set_defaults(func=mod.run)
+        p.set_defaults(func=mod.run, command_parser=p)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; a user's error is one line on stderr and exit status 2 (with
+    ``HAMIXER_DEBUG=1``, the traceback of any error instead)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # say it with the usage of the command it was given to
+        (getattr(args, "command_parser", None) or parser).error(
+            f"unrecognized arguments: {' '.join(extra)}")
     set_command_line(argv)  # recorded next to results (command.txt, sweep.json, report)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    debug = bool(os.environ.get("HAMIXER_DEBUG"))
     try:
         return int(args.func(args) or 0)
+    except Interrupted as err:  # a stop asked for (a signal), with the state saved
+        if debug:
+            raise
+        print(f"hamixer {args.command}: stopped: {err}", file=sys.stderr)
+        return err.exit_code
     except HamixerError as err:
+        if debug:
+            raise
         print(f"hamixer {args.command}: error: {err}", file=sys.stderr)
         return int(getattr(err, "exit_code", 2))
     except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as err:
+        if debug:
+            raise
         print(f"hamixer {args.command}: error: {err.strerror or err}: {err.filename}",
               file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"hamixer {args.command}: interrupted", file=sys.stderr)
+        if debug:
+            raise
+        print(f"hamixer {args.command}: stopped (interrupted)", file=sys.stderr)
         return 130
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import ConfigError, HamixerError, closest
 from .arrays import (
     FASHION_MNIST_CLASSES,
@@ -105,8 +107,9 @@ def load_split(name: str, train: bool, data_dir: str | Path | None = None,
                in_chans: int | None = None) -> ArraySplit:
     """One split of dataset ``name`` as uint8 images ``[N, H, W, C]`` and int64 labels.
 
-    ``img_size``/``in_chans`` only apply to ``imagefolder``, whose images are resized and
-    converted when loaded; the others keep their native size (the pipeline resizes batches).
+    ``img_size`` only applies to ``imagefolder``, whose images are resized when loaded; the
+    others keep their native size (the pipeline resizes batches). ``in_chans`` converts any
+    dataset's images to that many channels (grey ↔ RGB), so a model's ``in_chans`` decides.
     """
     info = dataset_info(name)
     if name == "digits":
@@ -129,4 +132,25 @@ def load_split(name: str, train: bool, data_dir: str | Path | None = None,
                                       in_chans or info.in_chans)
     if split.images.ndim == 3:
         split.images = split.images[..., None]
+    if in_chans is not None:
+        split.images = to_channels(split.images, in_chans)
     return split
+
+
+#: ITU-R 601-2 luma weights, the grey level of an RGB pixel (as PIL's "L" mode computes it).
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def to_channels(images: np.ndarray, in_chans: int) -> np.ndarray:
+    """uint8 images ``[N, H, W, C]`` with ``in_chans`` channels: grey repeated into RGB, or
+    RGB reduced to its luma; unchanged when they already have that many."""
+    have = images.shape[-1]
+    if have == in_chans:
+        return images
+    if have == 1 and in_chans == 3:
+        return np.repeat(images, 3, axis=-1)
+    if have == 3 and in_chans == 1:
+        grey = images.astype(np.float32) @ _LUMA
+        return np.clip(np.rint(grey), 0, 255).astype(np.uint8)[..., None]
+    raise ConfigError(f"in_chans={in_chans}: the images have {have} channel"
+                      f"{'s' if have > 1 else ''}; only grey (1) and RGB (3) convert")

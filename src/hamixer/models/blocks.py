@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from timm.layers import DropPath
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from .energy import block_energy
 from .mlp import FreeMLP, MixingMLP
 from .norm import make_norm
@@ -22,10 +23,10 @@ def hidden_sizes(dim: int, mlp_ratio: float | Sequence[float]) -> tuple[int, int
     if isinstance(mlp_ratio, (int, float)):
         mlp_ratio = (mlp_ratio, mlp_ratio)
     if len(mlp_ratio) != 2:
-        raise ValueError(f"mlp_ratio must be a number or (tokens, channels), got {mlp_ratio!r}")
+        raise ConfigError(f"mlp_ratio must be a number or (tokens, channels), got {mlp_ratio!r}")
     tok, ch = (int(r * dim) for r in mlp_ratio)
     if tok < 1 or ch < 1:
-        raise ValueError(f"mlp_ratio {tuple(mlp_ratio)} gives an empty hidden layer for dim={dim}")
+        raise ConfigError(f"mlp_ratio {tuple(mlp_ratio)} gives an empty hidden layer for dim={dim}")
     return tok, ch
 
 

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from ..ops import apply_linear
 from .mixer import HamMixer
 from .mlp import LinearPairWeights, MixingMLP
@@ -113,12 +114,12 @@ class InvertibleMLP(LinearPairWeights, MixingMLP):
         super().__init__(in_features, hidden_features, axis, act_layer, drop)
         fixed_point_iters = _renamed_n_iter(n_iter, fixed_point_iters)
         if fixed_point_iters < 1:
-            raise ValueError(f"fixed_point_iters must be >= 1, got {fixed_point_iters}")
+            raise ConfigError(f"fixed_point_iters must be >= 1, got {fixed_point_iters}")
         if not 0.0 < coeff < 1.0:
-            raise ValueError(f"coeff must be in (0, 1) for I - F to be invertible, got {coeff}")
+            raise ConfigError(f"coeff must be in (0, 1) for I - F to be invertible, got {coeff}")
         residual_hidden = int(h_ratio * hidden_features)
         if residual_hidden < 1:
-            raise ValueError(f"h_ratio {h_ratio} gives F an empty hidden layer "
+            raise ConfigError(f"h_ratio {h_ratio} gives F an empty hidden layer "
                              f"(token hidden {hidden_features})")
         self.fixed_point_iters = int(fixed_point_iters)
         self.fc1 = nn.Linear(in_features, hidden_features, bias=bias)
@@ -179,7 +180,7 @@ def build_imixer(fixed_point_iters: int = 4, n_power: int = 8, h_ratio: float = 
     """
     fixed_point_iters = _renamed_n_iter(n_iter, fixed_point_iters)
     if "token_mlp" in kwargs:
-        raise ValueError("the imixer family fixes token_mlp to InvertibleMLP")
+        raise ConfigError("the imixer family fixes token_mlp to InvertibleMLP")
     token_mlp = partial(InvertibleMLP, fixed_point_iters=fixed_point_iters, n_power=n_power,
                         h_ratio=h_ratio, coeff=coeff)
     return HamMixer(token_mlp=token_mlp, **kwargs)

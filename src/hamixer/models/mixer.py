@@ -11,6 +11,7 @@ from timm.layers import PatchEmbed, lecun_normal_
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from ..errors import ConfigError
 from .blocks import BLOCK_TYPES, ParallelMixerBlock, _MixerBlockBase
 from .mlp import MLP_TYPES, AsymmetricMLP, MixingMLP
 from .norm import make_norm
@@ -22,7 +23,7 @@ BREAKING_INITS = ("xavier", "zero", "free")
 def _resolve(kind: str | type, table: dict[str, type], what: str) -> type:
     if isinstance(kind, str):
         if kind not in table:
-            raise ValueError(f"{what} must be one of {tuple(table)}, got {kind!r}")
+            raise ConfigError(f"{what} must be one of {tuple(table)}, got {kind!r}")
         return table[kind]
     return kind
 
@@ -45,7 +46,7 @@ def _check_args(a: dict[str, Any]) -> None:
     ]
     for ok, message in checks:
         if not ok:
-            raise ValueError(message)
+            raise ConfigError(message)
 
 
 class HamMixer(nn.Module):
@@ -195,7 +196,7 @@ class HamMixer(nn.Module):
         where that model leaves it, so that data order and dropout follow it too."""
         kinds = {type(m) for m in self.modules() if isinstance(m, MixingMLP)}
         if kinds != {AsymmetricMLP}:
-            raise ValueError(f"breaking_init={breaking_init!r} needs asymmetric MLPs "
+            raise ConfigError(f"breaking_init={breaking_init!r} needs asymmetric MLPs "
                              "(AsymMixer) in every block")
         twin_mlp = "symmetric" if breaking_init == "zero" else "free"
         torch.random.set_rng_state(rng)
@@ -226,7 +227,7 @@ class HamMixer(nn.Module):
         self.num_classes = num_classes
         if global_pool is not None:
             if global_pool not in ("avg", ""):
-                raise ValueError(f"global_pool must be 'avg' or '', got {global_pool!r}")
+                raise ConfigError(f"global_pool must be 'avg' or '', got {global_pool!r}")
             self.global_pool = global_pool
         device = next(self.parameters()).device
         self.head = (nn.Linear(self.embed_dim, num_classes, device=device)

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import ConfigError
+
 NORM_AFFINE = ("elementwise", "scalar", "none")
 
 
@@ -21,7 +23,7 @@ class TokenLayerNorm(nn.LayerNorm):
 
     def __init__(self, num_tokens: int, dim: int, eps: float = 1e-6, affine: str = "elementwise"):
         if affine not in ("elementwise", "none"):
-            raise ValueError(
+            raise ConfigError(
                 f"per-token norm supports affine 'elementwise' or 'none', got {affine!r}")
         super().__init__(dim, eps=eps, elementwise_affine=affine == "elementwise")
         self.num_tokens = num_tokens
@@ -42,7 +44,7 @@ class JointLayerNorm(nn.Module):
     def __init__(self, num_tokens: int, dim: int, eps: float = 1e-6, affine: str = "elementwise"):
         super().__init__()
         if affine not in NORM_AFFINE:
-            raise ValueError(f"affine must be one of {NORM_AFFINE}, got {affine!r}")
+            raise ConfigError(f"affine must be one of {NORM_AFFINE}, got {affine!r}")
         self.num_tokens = num_tokens
         self.dim = dim
         self.eps = eps
@@ -78,5 +80,5 @@ NORM_TYPES: dict[str, type[nn.Module]] = {"token": TokenLayerNorm, "joint": Join
 def make_norm(kind: str, num_tokens: int, dim: int, affine: str = "elementwise",
               eps: float = 1e-6) -> nn.Module:
     if kind not in NORM_TYPES:
-        raise ValueError(f"norm must be one of {tuple(NORM_TYPES)}, got {kind!r}")
+        raise ConfigError(f"norm must be one of {tuple(NORM_TYPES)}, got {kind!r}")
     return NORM_TYPES[kind](num_tokens, dim, eps=eps, affine=affine)

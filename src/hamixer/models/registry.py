@@ -14,10 +14,13 @@ and says which valid names are closest.
 
 from __future__ import annotations
 
+import collections.abc
 import copy
 import fnmatch
 import inspect
 import sys
+import types
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -144,7 +147,9 @@ def list_models(pattern: str = "*") -> list[str]:
 
 
 def model_args(name: str, **overrides: Any) -> dict[str, Any]:
-    """The constructor arguments of ``name`` with ``overrides`` applied, validated."""
+    """The constructor arguments of ``name`` with ``overrides`` applied, each checked by name
+    and by the type its constructor declares (a :class:`ConfigError` names the first that is
+    wrong: the argument, the type it takes and the value given)."""
     if name not in MODEL_CONFIGS:
         raise ConfigError(f"unknown model {name!r}{closest(name, MODEL_CONFIGS)}"
                           " (`hamixer models` lists them)")
@@ -154,7 +159,79 @@ def model_args(name: str, **overrides: Any) -> dict[str, Any]:
         k = unknown[0]
         raise ConfigError(f"unknown argument {k!r} for model {name!r}{closest(k, valid)}"
                           f" (valid: {', '.join(valid)})")
-    return {**MODEL_CONFIGS[name], **overrides}
+    hints = builder_hints(BUILDERS[name])
+    checked = {k: _checked(name, k, v, hints.get(k)) for k, v in overrides.items()}
+    return {**MODEL_CONFIGS[name], **checked}
+
+
+def builder_hints(builder: Callable[..., nn.Module]) -> dict[str, Any]:
+    """The resolved annotations of ``builder``'s arguments (and HamMixer's, which a builder
+    with ``**kwargs`` forwards to)."""
+    target = builder.__init__ if isinstance(builder, type) else builder
+    hints = typing.get_type_hints(target)
+    if builder is not HamMixer and any(
+            p.kind is p.VAR_KEYWORD for p in inspect.signature(builder).parameters.values()):
+        hints = {**typing.get_type_hints(HamMixer.__init__), **hints}
+    return hints
+
+
+def _alternatives(hint: Any) -> tuple[Any, ...]:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return typing.get_args(hint)
+    return (hint,)
+
+
+def _accepts(kind: Any, value: Any) -> tuple[bool, Any]:
+    """Whether ``value`` is of ``kind`` (one alternative of an annotation), and the value as
+    the constructor takes it (an int given for a float becomes a float)."""
+    origin = typing.get_origin(kind) or kind
+    if kind is type(None):
+        return value is None, value
+    if origin is bool:
+        return isinstance(value, bool), value
+    if origin is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if origin is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok, float(value) if ok else value
+    if origin is str:
+        return isinstance(value, str), value
+    if origin is type:
+        (base,) = typing.get_args(kind) or (object,)
+        return isinstance(value, type) and issubclass(value, base), value
+    if origin in (collections.abc.Sequence, list, tuple):
+        (item,) = typing.get_args(kind)[:1] or (object,)
+        if not isinstance(value, (list, tuple)):
+            return False, value
+        items = [_accepts(item, v) for v in value]
+        return all(ok for ok, _ in items), type(value)(v for _, v in items)
+    return True, value  # an annotation this check does not know: the constructor decides
+
+
+def _describe(hint: Any) -> str:
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+             type(None): "null"}
+    parts = []
+    for kind in _alternatives(hint):
+        origin = typing.get_origin(kind) or kind
+        if origin in names:
+            parts.append(names[origin])
+        elif origin is type:
+            parts.append("a class")
+        else:
+            parts.append("a list of numbers")
+    return " or ".join(parts)
+
+
+def _checked(name: str, key: str, value: Any, hint: Any) -> Any:
+    if hint is None:
+        return value
+    for kind in _alternatives(hint):
+        ok, converted = _accepts(kind, value)
+        if ok:
+            return converted
+    raise ConfigError(f"model argument {key!r} of {name} must be {_describe(hint)}, "
+                      f"got {value!r}")
 
 
 def has_free_mlps(name: str) -> bool:
@@ -176,10 +253,7 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Modul
     if pretrained:
         raise ConfigError(f"no pretrained weights exist for {name!r}: hamixer models are "
                           "trained from scratch (`hamixer train`)")
-    try:
-        model = BUILDERS[name](**args)
-    except (ValueError, TypeError) as err:
-        raise ConfigError(f"{name}: {err}") from None
+    model = BUILDERS[name](**args)  # a value out of range is the builder's ConfigError
     cfg = copy.deepcopy(default_cfgs[name])
     cfg.update(_pretrained_cfg(name, args))
     cfg.update(cfg_overlay)

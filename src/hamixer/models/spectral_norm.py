@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import ConfigError
+
 
 class SpectralNorm(nn.Module):
     """Holds the power-iteration state of one ``[out, in]`` matrix and normalises it.
@@ -33,9 +35,9 @@ class SpectralNorm(nn.Module):
                  n_power: int = 8, eps: float = 1e-12) -> None:
         super().__init__()
         if not 0.0 < coeff:
-            raise ValueError(f"coeff must be > 0, got {coeff}")
+            raise ConfigError(f"coeff must be > 0, got {coeff}")
         if n_power < 1:
-            raise ValueError(f"n_power must be >= 1, got {n_power}")
+            raise ConfigError(f"n_power must be >= 1, got {n_power}")
         self.coeff = float(coeff)
         self.n_power = int(n_power)
         self.eps = eps

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from types import UnionType
 from typing import Any
 
 import yaml
@@ -92,6 +94,10 @@ class TrainConfig:
     checkpoint_every_seconds: float = 60.0
 
     def validate(self) -> TrainConfig:
+        """Check every field's type (from its annotation) and range; raise
+        :class:`ConfigError` naming the first that is wrong."""
+        for f in fields(self):
+            setattr(self, f.name, _coerce(f.name, getattr(self, f.name)))
         checks = [
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
@@ -133,27 +139,59 @@ class TrainConfig:
 
 
 FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
+#: Each field's annotation, resolved (the module has postponed annotations).
+_HINTS = typing.get_type_hints(TrainConfig)
+
+
+def _field_type(name: str) -> tuple[type, bool]:
+    """The type a field holds and whether it may be None, read from its annotation."""
+    hint = _HINTS[name]
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, UnionType) \
+        else (hint,)
+    kinds = [a for a in args if a is not type(None)]
+    return typing.get_origin(kinds[0]) or kinds[0], len(kinds) < len(args)
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a float if it is a number or a number's text (YAML 1.1 reads ``1e-3`` as
+    a string), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
 
 
 def _coerce(name: str, value: Any) -> Any:
-    """Check a YAML value's type against the field's default (ints are fine for floats)."""
-    default = getattr(TrainConfig(), name)
-    if value is None or default is None:
-        return value
-    if isinstance(default, bool):
+    """``value`` checked against the annotation of field ``name`` (``X | None`` included):
+    ints are fine for floats and numbers written as text are read as numbers."""
+    kind, optional = _field_type(name)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{name} must be set (it cannot be null)")
+    if kind is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{name} must be true or false, got {value!r}")
-    elif isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+    elif kind is float:
+        number = _number(value)
+        if number is None:
             raise ConfigError(f"{name} must be a number, got {value!r}")
-        return float(value)
-    elif isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
+        return number
+    elif kind is int:
+        number = _number(value)
+        if number is None or not number.is_integer() or isinstance(value, float):
             raise ConfigError(f"{name} must be an integer, got {value!r}")
-    elif isinstance(default, dict):
+        return int(number)
+    elif kind is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{name} must be a mapping, got {value!r}")
-    elif isinstance(default, str) and not isinstance(value, str):
+            raise ConfigError(f"{name} must be a mapping of KEY: VALUE, got {value!r}")
+    elif kind is str and not isinstance(value, str):
         raise ConfigError(f"{name} must be a string, got {value!r}")
     return value
 
@@ -190,7 +228,10 @@ def merge(base: TrainConfig, overrides: dict[str, Any], source: str) -> TrainCon
         key = key.replace("-", "_")
         if key not in FIELD_NAMES:
             raise ConfigError(f"{source}: unknown setting {key!r}{closest(key, FIELD_NAMES)}")
-        updates[key] = _coerce(key, value)
+        try:
+            updates[key] = _coerce(key, value)
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}") from None
     if "model_kwargs" in updates:  # kwargs merge rather than replace
         updates["model_kwargs"] = {**base.model_kwargs, **updates["model_kwargs"]}
     return dataclasses.replace(base, **updates)
