@@ -27,9 +27,13 @@ def run(args: argparse.Namespace) -> int:
     if args.names_only:
         print("\n".join(names))
         return 0
+    import torch
+
     rows = []
     for name in names:
-        rows.append(summarize(name, create_model(name)).as_dict())
+        with torch.device("meta"):  # shapes only: no weights are allocated or initialised
+            model = create_model(name)
+        rows.append(summarize(name, model).as_dict())
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

@@ -138,7 +138,8 @@ class HamMixer(nn.Module):
                                embed_dim=embed_dim, norm_layer=nn.LayerNorm if stem_norm else None)
         seq_len = self.stem.num_patches
         self.seq_len = seq_len
-        dpr = torch.linspace(0, drop_path_rate, num_blocks).tolist()
+        # on the CPU even under a meta default device (`hamixer models` builds no weights)
+        dpr = torch.linspace(0, drop_path_rate, num_blocks, device="cpu").tolist()
         self.blocks = nn.Sequential(*[
             block_cls(embed_dim, seq_len, mlp_ratio=mlp_ratio, mlp_layer=mlp_cls,
                       token_mlp_layer=token_mlp_cls, norm=norm,

@@ -3,8 +3,8 @@
 Names follow timm: ``{family}_{size}{patch}_{img}``. Paper sizes (224 px, patch 16 or 32):
 ``s`` = 8 × 512, ``b`` = 12 × 768, ``l`` = 24 × 1024. CPU sizes: ``t4_28`` (28×28 grayscale,
 patch 4, 4 × 128), ``m4_28`` (28×28 grayscale, patch 4, 6 × 128 with channel-MLP ratio 2:
-deeper and narrower than ``t4_28`` at a little less cost; the README's Fashion-MNIST size),
-``t4_32`` (32×32 RGB, patch 4, 4 × 128) and ``n2_8`` (8×8 grayscale, patch 2, 4 × 64, for
+deeper and narrower than ``t4_28`` at a little less cost; the Fashion-MNIST size of the
+docs), ``t4_32`` (32×32 RGB, patch 4, 4 × 128) and ``n2_8`` (8×8 grayscale, patch 2, 4 × 64, for
 scikit-learn's digits).
 
 ``import hamixer`` registers every name, so ``timm.create_model(name, ...)`` works; the
