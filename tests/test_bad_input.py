@@ -123,3 +123,43 @@ def test_fuzz_set_parser(text):
         merge(TrainConfig(), parsed, "--set").validate()
     except ConfigError:
         pass
+
+
+def test_timm_flags_and_run_files(tmp_path, capsys):
+    """timm's names (--output, -b, --smoothing, --aa, --in-chans, --num-classes, --resume PATH)
+    and run files (summary.csv, args.yaml) beside ours, and train's own curves.png."""
+    import csv
+
+    import yaml
+
+    out = tmp_path / "run"
+    args = ["train", "--model", "paramixer", "--output", str(out), "-b", "32",
+            "--smoothing", "0.2", "--aa", "rand-m9-mstd0.5-inc1", "--in-chans", "1",
+            "--num-classes", "10", "--model-kwargs", "num_blocks=1", "embed_dim=16",
+            "--limit-train", "64", "--limit-test", "32", "--quiet", "--threads", "1",
+            "--dataset", "digits", "--epochs", "1"]
+    assert main(args) == 0
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert (cfg["batch_size"], cfg["label_smoothing"]) == (32, 0.2)
+    assert (cfg["randaugment_n"], cfg["randaugment_m"], cfg["randaugment_mstd"]) == (2, 9, 0.5)
+    assert cfg["model_kwargs"]["in_chans"] == 1 and cfg["model_kwargs"]["num_classes"] == 10
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert list(rows[0]) == ["epoch", "train_loss", "eval_loss", "eval_top1", "eval_top5", "lr"]
+    assert len(rows) == 1 and rows[0]["epoch"] == "1"
+    assert yaml.safe_load((out / "args.yaml").read_text())["label_smoothing"] == 0.2
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (out / ".lock").exists()
+    # timm's --resume PATH: the run of that checkpoint (finished: nothing left to train)
+    mtime = (out / "last.json").stat().st_mtime
+    assert main([*args[:3], "--resume", str(out / "last.safetensors"), *args[5:]]) == 0
+    assert (out / "last.json").stat().st_mtime == mtime
+    assert main([*args[:3], "--resume", str(tmp_path / "elsewhere"), *args[5:]]) == 2
+    assert "no checkpoint there" in capsys.readouterr().err
+
+
+def test_eval_shows_top5_only_with_more_than_five_classes(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--model", "paramixer", "--out", str(out), *TINY]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(out), "--dataset", "digits"]) == 0
+    assert "top-5" in capsys.readouterr().out  # ten classes

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import matplotlib
@@ -230,6 +231,24 @@ def plot_symmetry(series: dict[tuple[int, str, str], list], path: str | os.PathL
             if r == len(measures) - 1:
                 ax.set_xlabel("epoch")
     axes[0][1].legend(fontsize=8, loc="best")
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_run_curves(rows: Sequence[dict[str, Any]], path: str | os.PathLike,
+                    title: str) -> None:
+    """One run's loss (left) and top-1 accuracy (right) per epoch, train and test."""
+    fig, (loss_ax, acc_ax) = subplots(1, 2, figsize=(10, 3.8))
+    epochs = [r["epoch"] for r in rows]
+    for ax, key, label in ((loss_ax, "loss", "loss"), (acc_ax, "acc", "top-1 (%)")):
+        ax.plot(epochs, [r[f"train_{key}"] for r in rows], marker="o", ms=3, label="train")
+        ax.plot(epochs, [r[f"test_{key}"] for r in rows], marker="o", ms=3, label="test")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, path)

@@ -48,8 +48,18 @@ def format_mean_std(mean: float, std: float, n: int, digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if n > 1 else f"{mean:.{digits}f}"
 
 
+#: timm's ``summary.csv`` columns ← our ``metrics.jsonl`` keys.
+SUMMARY_CSV = {"epoch": "epoch", "train_loss": "train_loss", "eval_loss": "test_loss",
+               "eval_top1": "test_acc", "eval_top5": "test_top5", "lr": "lr"}
+
+
 def write_metrics(run_dir: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> None:
-    """Write ``metrics.jsonl`` (atomically) with one JSON row per finished epoch."""
+    """Write ``metrics.jsonl`` (one JSON row per finished epoch) and timm's ``summary.csv``
+    (epoch, train_loss, eval_loss, eval_top1, eval_top5, lr), each atomically."""
     from .io import write_text
 
+    rows = list(rows)
     write_text(Path(run_dir) / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    lines = [",".join(SUMMARY_CSV)]
+    lines += [",".join(str(r[key]) for key in SUMMARY_CSV.values()) for r in rows]
+    write_text(Path(run_dir) / "summary.csv", "\n".join(lines) + "\n")

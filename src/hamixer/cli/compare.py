@@ -19,7 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated names or families (sized for the dataset) "
                         f"(default {DEFAULT_MODELS})")
     p.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2 (mean ± std)")
-    p.add_argument("--out", default=None, help="output directory (default runs/compare-DATASET)")
+    p.add_argument("--out", "--output", default=None,
+                   help="output directory (default runs/compare-DATASET; timm: --output)")
     add_jobs_argument(p)
     add_config_arguments(p, compare=True)
 

@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
     else:
         ema = ", EMA weights" if weights == "ema" else ""
+        # with five classes or fewer every image is in its top five: nothing to report
+        top5 = f"top-5 {res['top5']:.2f}%  " if ds["num_classes"] > 5 else ""
         print(f"{meta['model']} (epoch {meta['epoch']}{ema}) on {name} {args.split} "
-              f"({res['n']} images): top-1 {res['top1']:.2f}%  top-5 {res['top5']:.2f}%  "
-              f"loss {res['loss']:.4f}")
+              f"({res['n']} images): top-1 {res['top1']:.2f}%  {top5}loss {res['loss']:.4f}")
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..errors import ConfigError
 from ..train.config import CONFIG_DIR, TrainConfig, load_yaml, merge, parse_kv
 
 # flag → (config field, type, help); every flag defaults to "not given".
@@ -41,6 +42,11 @@ RECIPE_FLAGS: list[tuple[str, str, Any, str]] = [
 ]
 
 
+#: timm's names of our flags (timm's train.py is what users of this field bring).
+TIMM_ALIASES = {"--label-smoothing": ("--smoothing",), "--batch-size": ("-b",),
+                "--compile": ("--torchcompile",)}
+
+
 def add_config_arguments(p: argparse.ArgumentParser, compare: bool = False) -> None:
     S = argparse.SUPPRESS
     if not compare:
@@ -55,7 +61,13 @@ def add_config_arguments(p: argparse.ArgumentParser, compare: bool = False) -> N
     p.add_argument("--download", action="store_true", default=S,
                    help="download the dataset if it is missing")
     p.add_argument("--epochs", type=int, default=S)
-    p.add_argument("--batch-size", type=int, default=S)
+    p.add_argument("--batch-size", *TIMM_ALIASES["--batch-size"], type=int, default=S)
+    p.add_argument("--in-chans", type=int, default=S,
+                   help="input channels of the model (timm's flag; the images are converted)")
+    p.add_argument("--num-classes", type=int, default=S,
+                   help="classifier outputs (timm's flag; default: the dataset's classes)")
+    p.add_argument("--aa", default=S, metavar="rand-m9-mstd0.5-inc1",
+                   help="timm's RandAugment string: rand-mM[-nN][-mstdS][-inc1]")
     p.add_argument("--config", default=None, metavar="FILE.yaml",
                    help="YAML settings (a path or a shipped name: "
                         f"{', '.join(sorted(x.stem for x in CONFIG_DIR.glob('*.yaml')))})")
@@ -64,7 +76,7 @@ def add_config_arguments(p: argparse.ArgumentParser, compare: bool = False) -> N
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=S)
     p.add_argument("--amp", action="store_true", default=S,
                    help="mixed precision: bfloat16 on CPU, float16 + GradScaler on CUDA")
-    p.add_argument("--compile", "--torchcompile", action="store_true", default=S,
+    p.add_argument("--compile", *TIMM_ALIASES["--compile"], action="store_true", default=S,
                    dest="compile", help="torch.compile the training step (timm's "
                    "--torchcompile); checkpoints keep the plain module's keys")
     if not compare:
@@ -81,7 +93,48 @@ def add_config_arguments(p: argparse.ArgumentParser, compare: bool = False) -> N
                         "in metrics.jsonl, symmetry.png)")
     group = p.add_argument_group("recipe (override the YAML)")
     for flag, _, typ, help_ in RECIPE_FLAGS:
-        group.add_argument(flag, type=typ, default=S, help=help_)
+        group.add_argument(flag, *TIMM_ALIASES.get(flag, ()), type=typ, default=S, help=help_)
+
+
+def parse_randaugment(text: str) -> dict[str, Any]:
+    """timm's RandAugment string (``rand-m9-mstd0.5-inc1``, ``rand-m7-n3``) as settings.
+
+    ``inc1`` (severity that grows with the magnitude for every op) is how torchvision's
+    RandAugment, which the pipeline uses, already behaves; ``inc0`` is not available.
+    """
+    parts = text.split("-")
+    if parts[0] != "rand":
+        raise ConfigError(f"--aa {text!r}: only RandAugment strings (rand-m9-...) are supported")
+    out: dict[str, Any] = {"randaugment_n": 2}  # timm's default number of ops
+    keys = {"mstd": "randaugment_mstd", "m": "randaugment_m", "n": "randaugment_n",
+            "inc": None}
+    for part in parts[1:]:
+        key = next((k for k in keys if part.startswith(k)), None)
+        try:
+            value = float(part[len(key):]) if key else None
+        except ValueError:
+            value = None
+        if key is None or value is None:
+            raise ConfigError(f"--aa {text!r}: cannot read {part!r} (m<magnitude>, n<ops>, "
+                              "mstd<std>, inc1)")
+        if key == "inc":
+            if value != 1:
+                raise ConfigError(f"--aa {text!r}: only inc1 (torchvision's RandAugment)")
+        else:
+            out[keys[key]] = int(value) if key == "n" else value
+    return out
+
+
+def resume_from(path: str, out: str | None) -> dict[str, Any]:
+    """``--resume PATH`` (a checkpoint file or a run directory) as ``out`` + ``resume``."""
+    from pathlib import Path
+
+    run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
+    if not (run_dir / "last.json").is_file() and not (run_dir / "best.json").is_file():
+        raise ConfigError(f"--resume {path}: no checkpoint there (last.json)")
+    if out is not None and Path(out).resolve() != run_dir.resolve():
+        raise ConfigError(f"--resume {path} is a run in {run_dir}, not in --out {out}")
+    return {"out": str(run_dir), "resume": True}
 
 
 def resolve_model_name(name: str, dataset: str) -> str:
@@ -116,8 +169,14 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) 
         flags["clip_grad"] = None
     if "model_kwargs" in given:
         flags["model_kwargs"] = parse_kv(given["model_kwargs"])
-    if "init" in given:
-        flags["model_kwargs"] = {**flags.get("model_kwargs", {}), "init": given["init"]}
+    for key in ("init", "in_chans", "num_classes"):
+        if key in given:
+            flags["model_kwargs"] = {**flags.get("model_kwargs", {}), key: given[key]}
+    if "aa" in given:
+        flags.update(parse_randaugment(given["aa"]))
+    resume = given.get("resume")
+    if isinstance(resume, str):  # timm's --resume PATH: a checkpoint or its run directory
+        flags.update(resume_from(resume, given.get("out")))
     cfg = merge(cfg, flags, "command line")
     cfg = merge(cfg, {"model": resolve_model_name(cfg.model, cfg.dataset)}, "model")
     return cfg.validate()

@@ -35,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", default=None,
                    help="model size for every run, e.g. m4_28 (default: the dataset's)")
     add_jobs_argument(p)
-    p.add_argument("--out", default=None, help="output directory (default runs/sweep-DATASET)")
+    p.add_argument("--out", "--output", default=None,
+                   help="output directory (default runs/sweep-DATASET; timm: --output)")
     add_config_arguments(p, compare=True)
 
 

@@ -11,9 +11,11 @@ HELP = "train a model on an image dataset (metrics.jsonl, checkpoints, summary.j
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from .flags import add_config_arguments
 
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--resume", action="store_true", default=argparse.SUPPRESS,
-                   help="continue the run in --out from its last checkpoint")
+    p.add_argument("--out", "--output", default=argparse.SUPPRESS,
+                   help="output directory (timm: --output)")
+    p.add_argument("--resume", nargs="?", const=True, default=argparse.SUPPRESS,
+                   metavar="PATH", help="continue the run in --out from its last checkpoint; "
+                   "or, as timm's --resume PATH, the run of that checkpoint")
     add_config_arguments(p)
 
 
@@ -34,11 +36,38 @@ def run(args: argparse.Namespace) -> int:
     hooks = () if args.no_symmetry else (symmetry_hook,)
     summary = run_training(cfg, hooks=hooks)
     record_command(cfg.out)
-    png = None if args.no_symmetry else plot_run_symmetry(cfg.out)
+    write_args(args, cfg.out)
+    pngs = [plot_run_curves(cfg.out)]
+    if not args.no_symmetry:
+        pngs.append(plot_run_symmetry(cfg.out))
     if not cfg.quiet:
         keys = ("model", "dataset", "epochs", "best_test_acc", "final_test_acc",
                 "train_images_per_s", "total_seconds", "peak_memory_mb")
         print(json.dumps({k: summary[k] for k in keys}))
-        if png:
-            print(f"wrote {png}")
+        print(f"wrote {', '.join(p for p in pngs if p)}")
     return 0
+
+
+def write_args(args: argparse.Namespace, out: str) -> None:
+    """timm's ``args.yaml``: the command's flags as given (``config.yaml`` is the resolved
+    configuration the run used)."""
+    from pathlib import Path
+
+    import yaml
+
+    from ..io import write_text
+
+    given = {k: v for k, v in vars(args).items() if k not in ("func", "command_parser")}
+    write_text(Path(out) / "args.yaml", yaml.safe_dump(given, sort_keys=False))
+
+
+def plot_run_curves(out: str) -> str:
+    """``curves.png`` of one run: loss and top-1 per epoch, train and test."""
+    from pathlib import Path
+
+    from ..plots import plot_run_curves as draw
+    from ..runs import read_metrics
+
+    path = Path(out) / "curves.png"
+    draw(read_metrics(out), path, f"{Path(out).name}: loss and top-1 per epoch")
+    return str(path)
