@@ -23,7 +23,7 @@ from hamixer.models.energy import interaction_energy
 from hamixer.models.registry import FAMILIES
 from hamixer.train import TrainConfig, load_model, run_training
 from hamixer.train.checkpoint import load_checkpoint
-from test_energy_mixer import CONFIGS, make_block
+from models.test_energy import CONFIGS, make_block
 
 pytestmark = [
     pytest.mark.cuda,

@@ -9,6 +9,8 @@ from hamixer.cli import main
 from hamixer.data import default_data_dir
 from hamixer.experiments.memory import load_memory
 
+pytestmark = pytest.mark.integration  # runs the command line end to end
+
 
 def test_memory_train_digits_writes_checkpoint_and_figures(tmp_path, capsys):
     out = tmp_path / "mem"

@@ -15,7 +15,9 @@ from safetensors.torch import load_file
 
 from hamixer.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.integration  # runs the command line end to end
+
+ROOT = Path(__file__).resolve().parents[2]
 # 256 images in batches of 16: 16 steps an epoch, with every source of randomness switched on
 RUN = ["train", "--model", "paramixer", "--dataset", "digits", "--epochs", "2",
        "--model-kwargs", "num_blocks=1", "embed_dim=16", "--limit-train", "256",

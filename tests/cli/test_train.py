@@ -10,6 +10,8 @@ from safetensors.torch import load_file
 from hamixer.cli import main
 from hamixer.train import TrainConfig, load_model, run_training
 
+pytestmark = pytest.mark.integration  # runs the command line end to end
+
 TINY = ["--model-kwargs", "num_blocks=1", "embed_dim=16",
         "--limit-train", "96", "--limit-test", "64", "--batch-size", "32", "--quiet",
         "--threads", "1"]

@@ -11,6 +11,8 @@ from hamixer.cli import main
 from hamixer.errors import ConfigError
 from hamixer.train.config import FIELD_NAMES, TrainConfig, load_yaml, merge, parse_kv
 
+pytestmark = pytest.mark.integration  # runs the command line end to end
+
 TINY = ["--model-kwargs", "num_blocks=1", "embed_dim=16", "--limit-train", "64",
         "--limit-test", "32", "--batch-size", "32", "--quiet", "--threads", "1",
         "--dataset", "digits", "--epochs", "1"]

@@ -2,8 +2,12 @@
 
 import json
 
+import pytest
+
 from hamixer.cli import main
 from hamixer.experiments.jobs import run_progress
+
+pytestmark = pytest.mark.integration  # runs the command line end to end
 
 TINY = ["--model-kwargs", "num_blocks=1", "embed_dim=16", "--limit-train", "64",
         "--limit-test", "32", "--batch-size", "32", "--quiet", "--dataset", "digits"]

@@ -8,6 +8,8 @@ import pytest
 
 from hamixer.cli import main
 
+pytestmark = pytest.mark.integration  # runs the command line end to end
+
 TINY = ["--model-kwargs", "num_blocks=1", "embed_dim=16", "--limit-train", "64",
         "--limit-test", "32", "--batch-size", "32", "--quiet", "--threads", "1",
         "--dataset", "digits"]

@@ -1,6 +1,10 @@
 import json
 
+import pytest
+
 from hamixer.cli import main
+
+pytestmark = pytest.mark.integration  # runs the command line end to end
 
 
 def test_models_lists_names(capsys):
