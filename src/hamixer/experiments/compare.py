@@ -31,8 +31,11 @@ def run_compare(base: TrainConfig, models: Sequence[str], seeds: Sequence[int], 
             for model in models for seed in seeds]
     summaries = run_jobs(plan, jobs, log, progress=not base.quiet)
     runs: dict[str, list[dict[str, Any]]] = {}
+    curves: dict[str, list[list[dict[str, Any]]]] = {}
     for job, summary in zip(plan, summaries, strict=True):
         runs.setdefault(job.cfg.model, []).append(summary)
+        # the run directory as planned (a summary's "out" is where it was trained)
+        curves.setdefault(job.cfg.model, []).append(read_metrics(job.cfg.out or ""))
     rows = []
     for model, summaries in runs.items():
         best = mean_std(s["best_test_acc"] for s in summaries)
@@ -56,8 +59,7 @@ def run_compare(base: TrainConfig, models: Sequence[str], seeds: Sequence[int], 
         header += ("model arguments: "
                    + ", ".join(f"{k}={v}" for k, v in base.model_kwargs.items()) + "\n\n")
     write_text(out / "results.md", header + table + "\n")
-    plot_curves({m: [read_metrics(s["out"]) for s in ss] for m, ss in runs.items()},
-                out / "curves.png", f"{base.dataset}: test accuracy")
+    plot_curves(curves, out / "curves.png", f"{base.dataset}: test accuracy")
     return {"results": results, "table": table}
 
 

@@ -208,7 +208,8 @@ def section_training(run_dir: Path, figs: _Figures) -> str:
     if last:
         init_row = _init_row(run_dir)
         parts.append("Weight symmetry, mean over blocks:\n")
-        parts.append(symmetry_means_table([(run_dir.parent.name, last, init_row)]) + "\n")
+        name = f"{run_dir.parent.name}/{run_dir.name}"  # the run directory, e.g. model/seed0
+        parts.append(symmetry_means_table([(name, last, init_row)]) + "\n")
         parts.append(f"Per block at epoch {last.get('epoch')}:\n")
         parts.append(format_symmetry_table(rows_from_flat(last)) + "\n")
         parts.append(_symmetry_png(run_dir, figs, f"{run_dir.parent.name}-{run_dir.name}",

@@ -209,8 +209,9 @@ class Checkpointer:
         self.row = state.rows[-1] if state.rows else None  # the last finished epoch's row
         self.where: str | None = None
         if (out / "last.json").is_file():
-            self.where = (f"epoch {state.start_epoch} step {state.start_step}"
-                          if state.start_step else f"epoch {state.start_epoch}")
+            # epochs counted from 1 in every message: "after epoch 3", "step 40 of epoch 4"
+            self.where = (f"step {state.start_step} of epoch {state.start_epoch + 1}"
+                          if state.start_step else f"after epoch {state.start_epoch}")
 
     def meta(self, epoch_done: int, step: int, sums: dict[str, float] | None) -> dict[str, Any]:
         meta = {"model": self.cfg.model, "model_kwargs": self.parts.model_kwargs,
@@ -242,7 +243,7 @@ class Checkpointer:
                 sums = {**sums, **dict(zip(keys, summed, strict=True))}
             if ctx.is_main:
                 self._save("last", self.meta(epoch, step, sums))
-            self.where, self.time = f"epoch {epoch} step {step}", time.monotonic()
+            self.where, self.time = f"step {step} of epoch {epoch + 1}", time.monotonic()
         if stopping:
             raise self.stopped(stop.signum or signal.SIGTERM)
 
@@ -254,7 +255,7 @@ class Checkpointer:
             if improved and self.cfg.save_best:
                 self._save("best", meta)
             write_metrics(self.out, self.state.rows)
-        self.where, self.time = f"epoch {epoch_done}", time.monotonic()
+        self.where, self.time = f"after epoch {epoch_done}", time.monotonic()
 
     def stopped(self, signum: int) -> Interrupted:
         name = signal.Signals(signum).name
