@@ -77,7 +77,7 @@ def test_sigterm_then_sigkill_mid_epoch_then_resume_is_bitwise_identical(tmp_pat
     assert err.count("\n") == 1 and "stopped by SIGTERM" in err and "--resume" in err
     meta = json.loads((out / "last.json").read_text())
     assert meta["epoch"] == 0 and 0 < meta["step"] < 16, meta.get("step")
-    assert f"(epoch 0 step {meta['step']})" in err, err
+    assert f"(step {meta['step']} of epoch 1)" in err, err
     # 2. resumed, then SIGKILLed within epoch 2 (any moment: even during a save)
     proc = _start(out, "--resume")
     meta = _wait_for_mid_epoch_checkpoint(proc, out, epoch=1)
@@ -106,7 +106,7 @@ def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_p
                  "--checkpoint-every-steps", "1", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "loss became nan at epoch 1 step 2 (global step 2)" in err
-    assert f"last good checkpoint: {out / 'last.json'} (epoch 0 step 1)" in err, err
+    assert f"last good checkpoint: {out / 'last.json'} (step 1 of epoch 1)" in err, err
     meta = json.loads((out / "last.json").read_text())
     assert meta["epoch"] == 0 and meta["step"] == 1
     assert not (out / "metrics.jsonl").exists() and not (out / "best.json").exists()
