@@ -19,11 +19,10 @@ from safetensors.torch import load_file
 
 from hamixer.cli import main
 from hamixer.models import create_model
-from hamixer.models.energy import interaction_energy
 from hamixer.models.registry import FAMILIES
 from hamixer.train import TrainConfig, load_model, run_training
 from hamixer.train.checkpoint import load_checkpoint
-from models.test_energy import CONFIGS, make_block
+from models.test_energy import CONFIGS, check_energy_identity, make_block
 
 pytestmark = [
     pytest.mark.cuda,
@@ -133,16 +132,7 @@ def test_mixed_precision_training_tracks_float32(amp_dtype, tmp_path):
 
 @pytest.mark.parametrize("cfg", CONFIGS)
 def test_energy_identity_in_float64_on_cuda(cfg):
-    block = make_block(**cfg).to(CUDA)
-    x = 2 * torch.randn(6, block.seq_len, block.dim, dtype=torch.float64, device=CUDA)
-    g = block.norm(x).detach().requires_grad_(True)
-    (grad,) = torch.autograd.grad(interaction_energy(block, g).sum(), g)
-    torch.testing.assert_close(block(x) - x, -grad, rtol=1e-10, atol=1e-12)
-    xr = x.clone().requires_grad_(True)
-    (de_dx,) = torch.autograd.grad(block.energy(xr).sum(), xr)
-    xg = x.clone().requires_grad_(True)
-    (jvp,) = torch.autograd.grad(block.norm(xg), xg, grad_outputs=x - block.update(x).detach())
-    torch.testing.assert_close(de_dx, jvp, rtol=1e-8, atol=1e-10)
+    check_energy_identity(make_block(**cfg).to(CUDA), CUDA)
 
 
 class _StopAfterFirstEpoch:
