@@ -22,8 +22,8 @@ from hamixer.models import (
 )
 from hamixer.models.registry import MODEL_CONFIGS
 
-SMALL = [n for n in list_models() if not n.endswith("_224")]
-LARGE = [n for n in list_models() if n.endswith("_224")]
+SMALL = [n for n in list_models() if n in MODEL_CONFIGS and not n.endswith("_224")]
+LARGE = [n for n in list_models() if n in MODEL_CONFIGS and n.endswith("_224")]
 BASE_FAMILIES = ["mlpmixer", "vanillamixer", "paramixer", "symmixer", "asymmixer"]
 
 

@@ -138,12 +138,15 @@ def resume_from(path: str, out: str | None) -> dict[str, Any]:
 
 
 def resolve_model_name(name: str, dataset: str) -> str:
-    """A family name (``paramixer``) becomes the registered size that fits ``dataset``."""
+    """A family name (``paramixer``, or ``vit`` for the timm presets) becomes the registered
+    size that fits ``dataset``."""
     from ..data import dataset_info
     from ..models.registry import FAMILIES
+    from ..models.timm_models import PRESETS
 
-    if name in FAMILIES:
-        return f"{name}_{dataset_info(dataset).model_size}"
+    sized = f"{name}_{dataset_info(dataset).model_size}"
+    if name in FAMILIES or sized in PRESETS:
+        return sized
     return name
 
 

@@ -14,12 +14,10 @@ and says which valid names are closest.
 
 from __future__ import annotations
 
-import collections.abc
 import copy
 import fnmatch
 import inspect
 import sys
-import types
 import typing
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +26,16 @@ from timm.models import register_model
 from torch import nn
 
 from ..errors import ConfigError, closest
+from .arguments import check_argument
 from .mixer import HamMixer
+from .timm_models import (
+    PRESETS,
+    create_timm_model,
+    default_input,
+    is_timm_model,
+    timm_model_args,
+    timm_names,
+)
 
 PAPER_ID = "arXiv:2406.12220"
 
@@ -130,29 +137,48 @@ def register_family(family: str, family_args: dict[str, Any],
     return names
 
 
-def _make_entrypoint(name: str) -> Callable[..., nn.Module]:
+def _make_entrypoint(name: str, description: Any = None) -> Callable[..., nn.Module]:
     def entrypoint(pretrained: bool = False, **kwargs: Any) -> nn.Module:
         return create_model(name, pretrained=pretrained, **kwargs)
 
     entrypoint.__name__ = entrypoint.__qualname__ = name
     entrypoint.__module__ = __name__
-    entrypoint.__doc__ = f"{name}: {MODEL_CONFIGS[name]}"
+    entrypoint.__doc__ = f"{name}: {description or MODEL_CONFIGS[name]}"
     setattr(sys.modules[__name__], name, entrypoint)
     return entrypoint
 
 
 def list_models(pattern: str = "*") -> list[str]:
-    """Registered names matching a shell-style ``pattern``, sorted."""
-    return sorted(n for n in MODEL_CONFIGS if fnmatch.fnmatch(n, pattern))
+    """hamixer's names (its families and the timm presets) matching a shell-style
+    ``pattern``, sorted. Any other timm name works too (``timm.list_models``)."""
+    return sorted(n for n in (*MODEL_CONFIGS, *PRESETS) if fnmatch.fnmatch(n, pattern))
+
+
+def model_source(name: str) -> str:
+    """``"hamixer"`` for the family's names, ``"timm"`` for a name timm builds."""
+    if name in MODEL_CONFIGS:
+        return "hamixer"
+    if is_timm_model(name):
+        return "timm"
+    raise ConfigError(f"unknown model {name!r}{closest(name, (*MODEL_CONFIGS, *timm_names()))}"
+                      " (`hamixer models` lists hamixer's; any timm model name works too)")
+
+
+def input_defaults(name: str, **overrides: Any) -> dict[str, Any]:
+    """``img_size``, ``in_chans`` and ``num_classes`` of ``name`` built with ``overrides``."""
+    if model_source(name) == "timm":
+        return default_input(name, **overrides)
+    args = model_args(name, **overrides)
+    return {k: args.get(k, d) for k, d in (("img_size", 224), ("in_chans", 3),
+                                           ("num_classes", 1000))}
 
 
 def model_args(name: str, **overrides: Any) -> dict[str, Any]:
     """The constructor arguments of ``name`` with ``overrides`` applied, each checked by name
     and by the type its constructor declares (a :class:`ConfigError` names the first that is
     wrong: the argument, the type it takes and the value given)."""
-    if name not in MODEL_CONFIGS:
-        raise ConfigError(f"unknown model {name!r}{closest(name, MODEL_CONFIGS)}"
-                          " (`hamixer models` lists them)")
+    if model_source(name) == "timm":
+        return timm_model_args(name, **overrides)
     valid = builder_args(BUILDERS[name])
     unknown = [k for k in overrides if k not in valid]
     if unknown:
@@ -160,7 +186,7 @@ def model_args(name: str, **overrides: Any) -> dict[str, Any]:
         raise ConfigError(f"unknown argument {k!r} for model {name!r}{closest(k, valid)}"
                           f" (valid: {', '.join(valid)})")
     hints = builder_hints(BUILDERS[name])
-    checked = {k: _checked(name, k, v, hints.get(k)) for k, v in overrides.items()}
+    checked = {k: check_argument(name, k, v, hints.get(k)) for k, v in overrides.items()}
     return {**MODEL_CONFIGS[name], **checked}
 
 
@@ -175,80 +201,27 @@ def builder_hints(builder: Callable[..., nn.Module]) -> dict[str, Any]:
     return hints
 
 
-def _alternatives(hint: Any) -> tuple[Any, ...]:
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return typing.get_args(hint)
-    return (hint,)
-
-
-def _accepts(kind: Any, value: Any) -> tuple[bool, Any]:
-    """Whether ``value`` is of ``kind`` (one alternative of an annotation), and the value as
-    the constructor takes it (an int given for a float becomes a float)."""
-    origin = typing.get_origin(kind) or kind
-    if kind is type(None):
-        return value is None, value
-    if origin is bool:
-        return isinstance(value, bool), value
-    if origin is int:
-        return isinstance(value, int) and not isinstance(value, bool), value
-    if origin is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return ok, float(value) if ok else value
-    if origin is str:
-        return isinstance(value, str), value
-    if origin is type:
-        (base,) = typing.get_args(kind) or (object,)
-        return isinstance(value, type) and issubclass(value, base), value
-    if origin in (collections.abc.Sequence, list, tuple):
-        (item,) = typing.get_args(kind)[:1] or (object,)
-        if not isinstance(value, (list, tuple)):
-            return False, value
-        items = [_accepts(item, v) for v in value]
-        return all(ok for ok, _ in items), type(value)(v for _, v in items)
-    return True, value  # an annotation this check does not know: the constructor decides
-
-
-def _describe(hint: Any) -> str:
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
-             type(None): "null"}
-    parts = []
-    for kind in _alternatives(hint):
-        origin = typing.get_origin(kind) or kind
-        if origin in names:
-            parts.append(names[origin])
-        elif origin is type:
-            parts.append("a class")
-        else:
-            parts.append("a list of numbers")
-    return " or ".join(parts)
-
-
-def _checked(name: str, key: str, value: Any, hint: Any) -> Any:
-    if hint is None:
-        return value
-    for kind in _alternatives(hint):
-        ok, converted = _accepts(kind, value)
-        if ok:
-            return converted
-    raise ConfigError(f"model argument {key!r} of {name} must be {_describe(hint)}, "
-                      f"got {value!r}")
-
-
 def has_free_mlps(name: str) -> bool:
-    """Whether ``name``'s MLPs have independent W1 and W2 (what ``init="symmetric"`` ties)."""
-    return model_args(name).get("mlp") == "free"
+    """Whether ``name``'s MLPs have independent W1 and W2 (what ``init="symmetric"`` ties);
+    a timm model's are free."""
+    return model_source(name) == "timm" or model_args(name).get("mlp") == "free"
 
 
 def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
-    """Build a registered model; ``kwargs`` override its configuration.
+    """Build a hamixer model, or any timm model by its timm name; ``kwargs`` override its
+    configuration (checked by name and type for both).
 
     Raises:
-        ConfigError: unknown name or argument, an impossible value, or ``pretrained=True``.
+        ConfigError: unknown name or argument, an impossible value, or ``pretrained=True``
+            for a hamixer model (they have no published weights).
     """
     cfg_overlay = kwargs.pop("pretrained_cfg_overlay", None) or {}
     for key in _TIMM_PASSTHROUGH:
         kwargs.pop(key, None)
     device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+    if model_source(name) == "timm":
+        model = _create_from_timm(name, pretrained, **kwargs)
+        return model.to(device=device, dtype=dtype) if device or dtype else model
     args = model_args(name, **kwargs)
     if pretrained:
         raise ConfigError(f"no pretrained weights exist for {name!r}: hamixer models are "
@@ -265,5 +238,22 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Modul
     return model
 
 
+def _create_from_timm(name: str, pretrained: bool, **kwargs: Any) -> nn.Module:
+    init = kwargs.pop("init", "default")
+    if init not in ("default", "symmetric"):
+        raise ConfigError(f"init must be 'default' or 'symmetric', got {init!r}")
+    tie = None
+    if init == "symmetric":
+        raise ConfigError("init='symmetric' for timm models is not available yet")
+    model = create_timm_model(name, pretrained=pretrained, symmetric_init=tie, **kwargs)
+    if init != "default":
+        model.model_args["init"] = init
+    return model
+
+
 for _family, _args in list(FAMILIES.items()):
     register_family(_family, _args)
+for _preset, (_arch, _args) in PRESETS.items():
+    default_cfgs[_preset] = {**_pretrained_cfg(_preset, _args), "first_conv": "patch_embed.proj",
+                             "paper_ids": None}
+    register_model(_make_entrypoint(_preset, f"timm's {_arch} with {_args}"))

@@ -92,11 +92,15 @@ def train_one_epoch(model: nn.Module, batches: ImageBatches, criterion: nn.Modul
                             int(partial.get("n", 0)))
     done_seconds = float(partial.get("seconds", 0.0))
     start = time.perf_counter()
+    # a model's own penalty (AsymMixer's λ‖W̃‖²); models without one (timm's) add nothing
+    aux_loss = getattr(core, "aux_loss", None)
     for step, (x, y, target) in enumerate(
             batches.batches(epoch_seed(cfg.seed, epoch), start=start_step), start=start_step):
         with autocast(device, amp_dtype):
             logits = model(x)
-            loss = criterion(logits.float(), target) + core.aux_loss()
+            loss = criterion(logits.float(), target)
+            if aux_loss is not None:
+                loss = loss + aux_loss()
         if ctx.any(not bool(torch.isfinite(loss)), device):  # every rank stops together
             raise Diverged(loss.item(), epoch, step, updates)
         _backward_and_step(model, loss, optimizer, scaler, cfg.clip_grad)

@@ -214,8 +214,9 @@ class Checkpointer:
                           if state.start_step else f"after epoch {state.start_epoch}")
 
     def meta(self, epoch_done: int, step: int, sums: dict[str, float] | None) -> dict[str, Any]:
-        meta = {"model": self.cfg.model, "model_kwargs": self.parts.model_kwargs,
-                "dataset": self.parts.dataset_meta, "epoch": epoch_done,
+        meta = {"model": self.cfg.model, "model_source": self.parts.model_source,
+                "model_kwargs": self.parts.model_kwargs, "dataset": self.parts.dataset_meta,
+                "epoch": epoch_done,
                 "best_acc": self.state.best_acc, "best_epoch": self.state.best_epoch,
                 "metrics": self.row, "config": self.cfg.to_dict()}
         if step:
@@ -376,7 +377,8 @@ def _write_summary(cfg: TrainConfig, out: Path, parts: TrainingParts, state: Run
     train_images = sum(r["images_per_s"] * r["train_seconds"] for r in rows)
     train_seconds = sum(r["train_seconds"] for r in rows)
     summary = {
-        "model": cfg.model, "model_kwargs": p.model_kwargs, "params": p.n_params,
+        "model": cfg.model, "model_source": p.model_source, "model_kwargs": p.model_kwargs,
+        "params": p.n_params,
         "dataset": cfg.dataset, "train_images": p.train_batches.num_images,
         "test_images": p.test_batches.num_images, "epochs": len(rows),
         "best_test_acc": state.best_acc, "best_epoch": state.best_epoch,

@@ -71,11 +71,11 @@ def model_kwargs_for(cfg: TrainConfig, num_classes: int, in_chans: int,
 
 
 def model_img_size(cfg: TrainConfig) -> int:
-    from ..models.registry import model_args
+    from ..models.registry import input_defaults
 
     if cfg.img_size:
         return int(cfg.img_size)
-    return int(cfg.model_kwargs.get("img_size") or model_args(cfg.model)["img_size"])
+    return int(input_defaults(cfg.model, **cfg.model_kwargs)["img_size"])
 
 
 def load_data(cfg: TrainConfig, img_size: int):
@@ -193,6 +193,7 @@ class TrainingParts:
     """Everything :func:`hamixer.train.run.run_training` trains with, built once per run."""
 
     model: nn.Module
+    model_source: str  # "hamixer" or "timm": which registry rebuilds it from its name
     model_kwargs: dict[str, Any]  # what the model was built with (saved in checkpoints)
     n_params: int
     img_size: int
@@ -213,6 +214,7 @@ def build_parts(cfg: TrainConfig, ctx: DistContext,
     """Build every part of the run from ``cfg`` (seeded with ``cfg.seed`` first, so that the
     model's initial weights depend on the seed only). Writes nothing."""
     from ..models import create_model
+    from ..models.registry import model_source
 
     device = rank_device or select_device(cfg.device)
     amp_dtype, needs_scaler = amp_settings(cfg, device)
@@ -223,6 +225,7 @@ def build_parts(cfg: TrainConfig, ctx: DistContext,
     in_chans = int(train_split.images.shape[-1])
     kwargs = model_kwargs_for(cfg, num_classes, in_chans, img_size)
     model = create_model(cfg.model, **kwargs).to(device)
+    source = model_source(cfg.model)
     mean, std = model.pretrained_cfg["mean"], model.pretrained_cfg["std"]
     train_batches = ImageBatches(train_split, cfg.batch_size, img_size, mean, std, num_classes,
                                  train=True, augment=augment_spec(cfg), device=device,
@@ -236,7 +239,8 @@ def build_parts(cfg: TrainConfig, ctx: DistContext,
                     "train_images": train_batches.num_images,
                     "test_images": test_batches.num_images}
     return TrainingParts(
-        model=model, model_kwargs=kwargs, n_params=sum(p.numel() for p in model.parameters()),
+        model=model, model_source=source, model_kwargs=kwargs,
+        n_params=sum(p.numel() for p in model.parameters()),
         img_size=img_size, train_batches=train_batches, test_batches=test_batches,
         criterion=make_criterion(cfg), optimizer=optimizer, scheduler=scheduler,
         scaler=torch.amp.GradScaler(device.type) if needs_scaler else None,
