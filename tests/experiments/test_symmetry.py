@@ -204,3 +204,16 @@ def test_tables_show_references_and_gated_mlps():
 def test_blocks_plot_of_a_model(tmp_path):
     out = plot_model_symmetry_blocks(tiny_vit(), tmp_path / "blocks.png", "tiny ViT")
     assert (tmp_path / "blocks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out
+
+
+def test_report_means_table_for_mixers_and_vits():
+    from hamixer.experiments.report import symmetry_means_table
+
+    mixer = {"epoch": 3, **flat_symmetry(create_model("asymmixer_n2_8"))}
+    table = symmetry_means_table([("asym", mixer, None)])
+    assert "| run | epoch | cos(W2, W1ᵀ) tok / ch | residual tok / ch |" in table
+    assert "‖W̃‖/‖W1ᵀ‖ tok / ch" in table and "QK" not in table
+    vit = {"epoch": 0, **flat_symmetry(tiny_vit())}
+    table = symmetry_means_table([("vit", {**vit, "epoch": 5}, vit)])
+    assert "cos(W2, W1ᵀ) mlp" in table and "‖M_sym‖/‖M‖ (QK) attn" in table
+    assert table.count("| vit |") == 2 and "W̃" not in table
