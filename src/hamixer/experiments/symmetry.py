@@ -220,10 +220,12 @@ def flat_references(model: nn.Module) -> dict[str, float]:
     """The untrained references as flat keys: ``symref/{block}.{part}.{measure}`` (mean) and
     ``symref_std/{block}.{part}.{measure}`` (standard deviation)."""
     flat: dict[str, float] = {}
-    for row, part, _ in _layer_rows(symmetry_report(model, references=True)):
-        for m, ref in row["init"].items():
-            flat[_flat_key(row["block"], part, m, "symref")] = ref["mean"]
-            flat[_flat_key(row["block"], part, m, "symref_std")] = ref["std"]
+    layers = [(f, mlp_reference(f)) for f in find_mlps(model)]
+    layers += [(f, attention_reference(f)) for f in find_attention(model)]
+    for layer, ref in layers:
+        for m, (mean, std) in ref.items():
+            flat[_flat_key(layer.block, layer.part, m, "symref")] = mean
+            flat[_flat_key(layer.block, layer.part, m, "symref_std")] = std
     return flat
 
 
