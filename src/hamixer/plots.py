@@ -21,11 +21,13 @@ from matplotlib.ticker import MaxNLocator
 
 from .io import save_figure
 
-#: Axis labels of the weight-symmetry measures drawn per epoch.
+#: Axis labels of the weight-symmetry measures that are drawn (MLPs, then attention).
 SYMMETRY_LABELS = {
     "cosine": "cos(W2, W1ᵀ)",
     "coupling_antisym": "‖J_anti‖ / ‖J‖  (J = W2·W1)",
     "breaking_ratio": "‖W̃‖ / ‖W1ᵀ‖",
+    "qk_sym": "‖M_sym‖ / ‖M‖  (M = W_Qᵀ W_K)",
+    "vo_sym": "‖N_sym‖ / ‖N‖  (N = W_O W_V)",
 }
 
 
@@ -196,44 +198,123 @@ def plot_sweep(agg: dict[str, Any], path: str | os.PathLike, metric: str = "best
 
 
 def plot_symmetry(series: dict[tuple[int, str, str], list], path: str | os.PathLike,
-                  title: str = "weight symmetry during training") -> None:
-    """Write a grid: columns token/channel MLP, rows measures, one line per block.
+                  title: str = "weight symmetry during training",
+                  references: dict[tuple[str, str], list] | None = None) -> None:
+    """Write a grid: one column per part (token/channel MLP, a ViT's ``mlp`` and ``attn``…),
+    its measures below each other, one line per block against epoch.
 
-    ``series`` maps ``(block, "token"|"channel", measure)`` to ``[(epoch, value), ...]``.
+    ``series`` maps ``(block, part, measure)`` to ``[(epoch, value), ...]``; ``references``
+    maps ``(part, measure)`` to ``[(block, mean, std), ...]``, the untrained reference,
+    drawn as a dashed line (mean over blocks) and a band of ± one std.
     """
     if not series:
         raise ValueError("no symmetry measures (sym/... keys) in the metrics")
-    measures = [m for m in SYMMETRY_LABELS if any(k[2] == m for k in series)]
+    columns = _symmetry_columns({(k[1], k[2]) for k in series})
     blocks = sorted({k[0] for k in series})
     cmap = matplotlib.colormaps["viridis"]
-    fig, axes = subplots(len(measures), 2, figsize=(10, 3.2 * len(measures)), squeeze=False,
-                             sharex=True)
-    for r, measure in enumerate(measures):
-        for c, kind in enumerate(("token", "channel")):
+    fig, axes = _symmetry_grid(columns, sharex=True)
+    for c, (part, measures) in enumerate(columns):
+        for r, measure in enumerate(measures):
             ax = axes[r][c]
             for b in blocks:
-                pts = series.get((b, kind, measure))
+                pts = series.get((b, part, measure))
                 if not pts:
                     continue
                 xs, ys = zip(*pts, strict=True)
                 ax.plot(xs, ys, marker="o", ms=3, color=cmap(b / max(1, len(blocks) - 1)),
                         label=f"block {b}")
-            ax.set_title(f"{kind}-mixing MLP")
-            # no offset notation, and a minimum span so a flat line does not look jagged
-            ax.ticklabel_format(axis="y", useOffset=False)
-            lo, hi = ax.get_ylim()
-            if hi - lo < 0.05:
-                mid = (lo + hi) / 2
-                ax.set_ylim(mid - 0.025, mid + 0.025)
-            ax.set_ylabel(SYMMETRY_LABELS[measure])
-            ax.grid(alpha=0.3)
+            ref = (references or {}).get((part, measure))
+            if ref:
+                mean = sum(m for _, m, _ in ref) / len(ref)
+                std = max(s for _, _, s in ref)
+                ax.axhline(mean, color="0.4", ls="--", lw=1, label="untrained (random)")
+                ax.axhspan(mean - std, mean + std, color="0.6", alpha=0.2, lw=0)
+            _symmetry_axes(ax, part, measure, last=r == len(measures) - 1, xlabel="epoch")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            if r == len(measures) - 1:
-                ax.set_xlabel("epoch")
-    axes[0][1].legend(fontsize=8, loc="best")
+    axes[0][len(columns) - 1].legend(fontsize=8, loc="best")
     fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def plot_symmetry_blocks(values: dict[tuple[str, str], list], path: str | os.PathLike,
+                         title: str = "weight symmetry per block",
+                         initial: dict[tuple[str, str], list] | None = None,
+                         references: dict[tuple[str, str], list] | None = None) -> None:
+    """Write a grid like :func:`plot_symmetry` with the block on the x axis: the measures of
+    ``values`` (``(part, measure) → [(block, value), ...]``), those of ``initial`` (epoch 0,
+    same form) dotted, and the untrained reference (``(part, measure) → [(block, mean,
+    std), ...]``) dashed with a band of ± one std."""
+    if not values:
+        raise ValueError("no symmetry measures to draw")
+    columns = _symmetry_columns(set(values))
+    fig, axes = _symmetry_grid(columns, sharex=True)
+    for c, (part, measures) in enumerate(columns):
+        for r, measure in enumerate(measures):
+            ax = axes[r][c]
+            ref = sorted((references or {}).get((part, measure), []))
+            if ref:
+                xs, means, stds = (np.array(v, dtype=float) for v in zip(*ref, strict=True))
+                ax.plot(xs, means, color="0.4", ls="--", lw=1, label="untrained (random)")
+                ax.fill_between(xs, means - stds, means + stds, color="0.6", alpha=0.2, lw=0)
+            start = sorted((initial or {}).get((part, measure), []))
+            if start:
+                ax.plot(*zip(*start, strict=True), color="tab:orange", ls=":", marker=".",
+                        label="epoch 0")
+            ax.plot(*zip(*sorted(values[(part, measure)]), strict=True), color="tab:blue",
+                    marker="o", ms=4, label="measured")
+            _symmetry_axes(ax, part, measure, last=r == len(measures) - 1, xlabel="block")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0][len(columns) - 1].legend(fontsize=8, loc="best")
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def _symmetry_columns(keys: set[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+    """``[(part, [measures drawn])]``: token and channel MLPs first, then the other MLPs,
+    then attention, by name; measures in the order of :data:`SYMMETRY_LABELS`."""
+    order = {"token": 0, "channel": 1}
+    attention = {p for p, m in keys if _is_attention_measure(m)}
+    parts = sorted({p for p, _ in keys}, key=lambda p: (p in attention, order.get(p, 2), p))
+    columns = [(p, [m for m in SYMMETRY_LABELS if (p, m) in keys]) for p in parts]
+    columns = [(p, ms) for p, ms in columns if ms]
+    if not columns:
+        raise ValueError("none of the symmetry measures that are drawn is present")
+    return columns
+
+
+def _symmetry_grid(columns: list[tuple[str, list[str]]], **kwargs: Any) -> tuple[Any, Any]:
+    rows = max(len(ms) for _, ms in columns)
+    fig, axes = subplots(rows, len(columns), figsize=(5 * len(columns), 3.2 * rows),
+                         squeeze=False, **kwargs)
+    for c, (_, measures) in enumerate(columns):
+        for r in range(len(measures), rows):
+            axes[r][c].set_visible(False)  # a part with fewer measures than the tallest
+    return fig, axes
+
+
+_PART_TITLES = {"token": "token-mixing MLP", "channel": "channel-mixing MLP"}
+
+
+def _is_attention_measure(measure: str) -> bool:
+    return measure.startswith(("qk_", "vo_"))
+
+
+def _symmetry_axes(ax: Any, part: str, measure: str, last: bool, xlabel: str) -> None:
+    kind = "attention" if _is_attention_measure(measure) else "MLP"
+    ax.set_title(_PART_TITLES.get(part, f"{kind}: {part}"))
+    # no offset notation, and a minimum span so a flat line does not look jagged
+    ax.ticklabel_format(axis="y", useOffset=False)
+    lo, hi = ax.get_ylim()
+    if hi - lo < 0.05:
+        mid = (lo + hi) / 2
+        ax.set_ylim(mid - 0.025, mid + 0.025)
+    ax.set_ylabel(SYMMETRY_LABELS[measure])
+    ax.grid(alpha=0.3)
+    if last:
+        ax.set_xlabel(xlabel)
+        ax.xaxis.set_tick_params(labelbottom=True)
 
 
 def plot_run_curves(rows: Sequence[dict[str, Any]], path: str | os.PathLike,

@@ -32,6 +32,10 @@ def test_train_logs_symmetry_every_epoch(trained):
         assert -1 <= r["sym/0.token.cosine"] <= 1
     init = json.loads((trained / "init_metrics.json").read_text())
     assert init["epoch"] == 0 and "sym/0.channel.cosine" in init
+    # the untrained reference, once: it depends on the shapes only
+    assert abs(init["symref/0.channel.cosine"]) < 0.1 and "symref_std/0.token.cosine" in init
+    assert not any(k.startswith("symref") for k in rows[-1])
+    assert (trained / "symmetry-blocks.png").stat().st_size > 10_000
     # training moved the weights, so the measures changed from the initial state
     assert rows[-1]["sym/0.channel.scale"] != init["sym/0.channel.scale"]
     assert (trained / "symmetry.png").stat().st_size > 10_000
@@ -57,8 +61,11 @@ def test_symmetry_command(trained, capsys, tmp_path):
     last = json.loads((trained / "metrics.jsonl").read_text().splitlines()[-1])
     assert res["rows"][1]["cosine"] == pytest.approx(last["sym/0.channel.cosine"], abs=1e-6)
     assert png.stat().st_size > 10_000
-    assert main(["symmetry", str(trained / "last.json")]) == 0
-    assert "| 0 | channel |" in capsys.readouterr().out
+    assert main(["symmetry", str(trained / "last.json"), "--plot-blocks",
+                 str(tmp_path / "blocks.png")]) == 0
+    out = capsys.readouterr().out
+    assert "| 0 | channel |" in out and "(init 0.0" in out and "untrained layer" in out
+    assert (tmp_path / "blocks.png").stat().st_size > 10_000
 
 
 def test_symmetry_command_errors(tmp_path, capsys):

@@ -4,13 +4,25 @@ import pytest
 import torch
 
 from hamixer.experiments.symmetry import (
+    attention_reference,
+    attention_rows_from_flat,
+    attention_weight_symmetry,
+    bilinear_shares,
     flat_symmetry,
+    format_attention_table,
     format_symmetry_table,
     mlp_symmetry,
+    model_attention_symmetry,
     model_symmetry,
+    plot_model_symmetry_blocks,
+    rows_from_flat,
+    symmetry_hook,
+    symmetry_report,
     weight_symmetry,
 )
 from hamixer.models import AsymmetricMLP, FreeMLP, SymmetricMLP, create_model
+from hamixer.models.find_layers import find_attention
+from hamixer.models.symmetric_init import tie_symmetric
 
 
 def test_tied_weights_are_perfectly_symmetric():
@@ -99,3 +111,109 @@ def test_symmetry_plot_from_metrics_rows(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="no symmetry"):
         plot_symmetry(symmetry_series([{"epoch": 1}]), tmp_path / "x.png")
+
+
+# ------------------------------------------------------------- any model: timm, attention
+def tiny_vit():
+    import timm
+
+    return timm.create_model("vit_tiny_patch16_224", img_size=28, patch_size=4, in_chans=1,
+                             num_classes=10, embed_dim=64, depth=2, num_heads=2)
+
+
+def test_bilinear_shares_match_the_full_matrix():
+    torch.manual_seed(0)
+    a, b = torch.randn(3, 4, 10), torch.randn(3, 4, 10)
+    sym, anti = bilinear_shares(a, b)
+    for h in range(3):
+        m = a[h].t().double() @ b[h].double()
+        assert sym[h] == pytest.approx((((m + m.t()) / 2).norm() / m.norm()).item())
+        assert anti[h] == pytest.approx((((m - m.t()) / 2).norm() / m.norm()).item())
+    # a symmetric M (b = a S with S symmetric) and a skew one (S = −Sᵀ)
+    s, ones = torch.randn(4, 4), torch.ones(3, dtype=torch.float64)
+    assert bilinear_shares(a, (s + s.t()) @ a)[0] == pytest.approx(ones)
+    assert bilinear_shares(a, (s - s.t()) @ a)[1] == pytest.approx(ones)
+
+
+def test_attention_measures_per_head_and_mean():
+    torch.manual_seed(0)
+    d, heads, hd = 8, 2, 4
+    q = torch.randn(heads * hd, d)
+    k = torch.cat([q[:hd], -q[hd:]])  # head 0: W_K = W_Q; head 1: W_K = −W_Q
+    v, proj = torch.randn(heads * hd, d), torch.randn(d, heads * hd)
+    out = attention_weight_symmetry(torch.cat([q, k, v]), proj, heads)
+    assert out["per_head"]["qk_sym"] == pytest.approx([1.0, 1.0])  # −W_QᵀW_Q is symmetric too
+    assert out["qk_antisym"] == pytest.approx(0.0, abs=1e-7)
+    n = proj[:, :hd].double() @ v[:hd].double()  # head 0: N = W_O W_V
+    assert out["per_head"]["vo_sym"][0] == pytest.approx(
+        (((n + n.t()) / 2).norm() / n.norm()).item())
+    assert out["vo_sym"] == pytest.approx(sum(out["per_head"]["vo_sym"]) / 2)
+
+
+def test_references_are_chance_levels_and_cached():
+    model = tiny_vit()
+    mlp = model_symmetry(model, references=True)[0]
+    attn = model_attention_symmetry(model, references=True)[0]
+    ref = mlp["init"]
+    assert abs(ref["cosine"]["mean"]) < 3 * ref["cosine"]["std"] + 1e-3
+    assert 0 < ref["cosine"]["std"] < 0.05
+    assert ref["coupling_antisym"]["mean"] == pytest.approx(0.71, abs=0.03)
+    assert attn["init"]["qk_sym"]["mean"] == pytest.approx(0.71, abs=0.05)
+    assert attn["init"]["qk_sym"]["std"] > 0
+    # an untrained ViT reads like its reference; the cache answers the second block
+    assert attn["qk_sym"] == pytest.approx(attn["init"]["qk_sym"]["mean"], abs=0.05)
+    found = find_attention(model)
+    assert attention_reference(found[0]) is attention_reference(found[1])
+
+
+def test_vit_tied_reads_symmetric_and_flat_keys():
+    model = tiny_vit()
+    tie_symmetric(model)
+    report = symmetry_report(model, references=False)
+    assert [(r["block"], r["mlp"]) for r in report["mlp"]] == [(0, "mlp"), (1, "mlp")]
+    for r in report["mlp"]:
+        assert r["cosine"] == pytest.approx(1.0)
+        assert r["coupling_antisym"] == pytest.approx(0, abs=1e-6)
+    for r in report["attention"]:
+        assert r["qk_antisym"] == pytest.approx(0.0, abs=1e-6)
+        assert r["qk_sym"] == pytest.approx(1.0)
+        assert len(r["per_head"]["qk_sym"]) == 2 and r["vo_sym"] < 0.9
+    flat = symmetry_hook(model, 1)
+    assert {"sym/0.attn.qk_sym", "sym/1.attn.vo_antisym", "sym/mean.attn.qk_sym",
+            "sym/1.mlp.cosine", "sym/mean.mlp.coupling_antisym"} <= set(flat)
+    assert not any(k.startswith("symref") for k in flat)
+    init = symmetry_hook(model, 0)
+    assert init["symref/0.attn.qk_sym"] == pytest.approx(0.71, abs=0.05)
+    assert "symref_std/1.mlp.cosine" in init
+    back = attention_rows_from_flat(flat)
+    assert [(r["block"], r["attn"]) for r in back] == [(0, "attn"), (1, "attn")]
+    assert back[0]["qk_sym"] == flat["sym/0.attn.qk_sym"]
+    assert [r["mlp"] for r in rows_from_flat(flat)] == ["mlp", "mlp"]
+
+
+def test_tables_show_references_and_gated_mlps():
+    from timm.layers import GluMlp
+
+    glu = torch.nn.Sequential(torch.nn.ModuleDict({"mlp": GluMlp(8, 12)}))
+    table = format_symmetry_table(model_symmetry(glu, references=True))
+    assert "| 0 | mlp (GLU: value half) |" in table and "(init 0.0" in table
+    table = format_attention_table(model_attention_symmetry(tiny_vit(), references=True))
+    assert table.count("\n") == 3 and "| 1 | attn | 2 |" in table and "(init 0.7" in table
+
+
+def test_blocks_plot_of_a_model(tmp_path):
+    out = plot_model_symmetry_blocks(tiny_vit(), tmp_path / "blocks.png", "tiny ViT")
+    assert (tmp_path / "blocks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out
+
+
+def test_report_means_table_for_mixers_and_vits():
+    from hamixer.experiments.report import symmetry_means_table
+
+    mixer = {"epoch": 3, **flat_symmetry(create_model("asymmixer_n2_8"))}
+    table = symmetry_means_table([("asym", mixer, None)])
+    assert "| run | epoch | cos(W2, W1ᵀ) tok / ch | residual tok / ch |" in table
+    assert "‖W̃‖/‖W1ᵀ‖ tok / ch" in table and "QK" not in table
+    vit = {"epoch": 0, **flat_symmetry(tiny_vit())}
+    table = symmetry_means_table([("vit", {**vit, "epoch": 5}, vit)])
+    assert "cos(W2, W1ᵀ) mlp" in table and "‖M_sym‖/‖M‖ (QK) attn" in table
+    assert table.count("| vit |") == 2 and "W̃" not in table

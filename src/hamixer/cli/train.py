@@ -23,7 +23,11 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from ..errors import ConfigError
-    from ..experiments.symmetry import plot_run_symmetry, symmetry_hook
+    from ..experiments.symmetry import (
+        plot_run_symmetry,
+        plot_run_symmetry_blocks,
+        symmetry_hook,
+    )
     from ..models.registry import has_free_mlps
     from ..provenance import record_command
     from ..train.run import run_training
@@ -39,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     write_args(args, cfg.out)
     pngs = [plot_run_curves(cfg.out)]
     if not args.no_symmetry:
-        pngs.append(plot_run_symmetry(cfg.out))
+        pngs += [plot_run_symmetry(cfg.out), plot_run_symmetry_blocks(cfg.out)]
     if not cfg.quiet:
         keys = ("model", "dataset", "epochs", "best_test_acc", "final_test_acc",
                 "train_images_per_s", "total_seconds", "peak_memory_mb")

@@ -95,24 +95,40 @@ def _last_symmetry(run_dir: Path) -> dict[str, Any] | None:
 
 
 _MEAN_COLS = [("cosine", "cos(W2, W1ᵀ)"), ("residual", "residual"),
-              ("coupling_antisym", "‖J_anti‖/‖J‖"), ("breaking_ratio", "‖W̃‖/‖W1ᵀ‖")]
+              ("coupling_antisym", "‖J_anti‖/‖J‖"), ("breaking_ratio", "‖W̃‖/‖W1ᵀ‖"),
+              ("qk_sym", "‖M_sym‖/‖M‖ (QK)"), ("vo_sym", "‖N_sym‖/‖N‖ (VO)")]
+_PART_SHORT = {"token": "tok", "channel": "ch"}
 
 
 def symmetry_means_table(named_rows: list[tuple[str, dict[str, Any], dict[str, Any] | None]]
                          ) -> str:
-    """``name | epoch-0 and final means of each measure, token / channel MLP``."""
-    cols = [(m, label) for m, label in _MEAN_COLS
-            if any(f"sym/mean.token.{m}" in r for _, r, _ in named_rows)]
-    head = ["run", "epoch"] + [f"{label} tok / ch" for _, label in cols]
+    """``name | epoch-0 and final means of each measure``, one value per part that has it
+    (token / channel MLP of a Mixer; a ViT's mlp, attn)."""
+    cols = []
+    for m, label in _MEAN_COLS:
+        parts = _mean_parts(named_rows, m)
+        if parts:
+            cols.append((m, parts, f"{label} {' / '.join(_PART_SHORT.get(p, p) for p in parts)}"))
+    head = ["run", "epoch"] + [label for _, _, label in cols]
     lines = ["| " + " | ".join(head) + " |", "|---|---:|" + "---:|" * len(cols)]
     for name, last, init in named_rows:
         for row in ([init] if init else []) + [last]:
             cells = [name, str(row.get("epoch", "?"))]
-            for m, _ in cols:
-                cells.append(" / ".join(_fmt(row.get(f"sym/mean.{k}.{m}"))
-                                        for k in ("token", "channel")))
+            for m, parts, _ in cols:
+                cells.append(" / ".join(_fmt(row.get(f"sym/mean.{p}.{m}")) for p in parts))
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _mean_parts(named_rows: list[tuple[str, dict[str, Any], dict[str, Any] | None]],
+                measure: str) -> list[str]:
+    """The parts with a logged mean of ``measure``: token, channel first, then by name."""
+    found = {key[len("sym/mean."):].rpartition(".")[0] for _, row, _ in named_rows
+             for key in row if key.startswith("sym/mean.") and key.endswith(f".{measure}")}
+    if {"token", "channel"} & found:  # a Mixer: both columns, as before, even if one is empty
+        found |= {"token", "channel"}
+    order = {"token": 0, "channel": 1}
+    return sorted(found, key=lambda p: (order.get(p, 2), p))
 
 
 def _init_row(run_dir: Path) -> dict[str, Any] | None:
@@ -186,7 +202,12 @@ def _symmetry_png(run_dir: Path, figs: _Figures, label: str, caption: str) -> st
 
 
 def section_training(run_dir: Path, figs: _Figures) -> str:
-    from .symmetry import format_symmetry_table, rows_from_flat
+    from .symmetry import (
+        attention_rows_from_flat,
+        format_attention_table,
+        format_symmetry_table,
+        rows_from_flat,
+    )
 
     summary_path = run_dir / "summary.json"
     s = _load_json(summary_path) if summary_path.is_file() else {}
@@ -211,18 +232,24 @@ def section_training(run_dir: Path, figs: _Figures) -> str:
         name = f"{run_dir.parent.name}/{run_dir.name}"  # the run directory, e.g. model/seed0
         parts.append(symmetry_means_table([(name, last, init_row)]) + "\n")
         parts.append(f"Per block at epoch {last.get('epoch')}:\n")
-        parts.append(format_symmetry_table(rows_from_flat(last)) + "\n")
+        if mlp_rows := rows_from_flat(last):
+            parts.append(format_symmetry_table(mlp_rows) + "\n")
+        if attention_rows := attention_rows_from_flat(last):
+            parts.append(format_attention_table(attention_rows) + "\n")
         parts.append(_symmetry_png(run_dir, figs, f"{run_dir.parent.name}-{run_dir.name}",
                                    f"weight symmetry during training: {title}"))
     elif (run_dir / "last.json").is_file():
         from ..train.checkpoint import load_model
-        from .symmetry import model_symmetry
+        from .symmetry import model_attention_symmetry, model_symmetry
 
         model, meta = load_model(run_dir, prefer="last")
         parts.append(f"No symmetry measures were logged during this run; measured on its last "
                      f"checkpoint (epoch {meta['epoch']}, `hamixer symmetry {run_dir} "
                      f"--prefer last`):\n")
-        parts.append(format_symmetry_table(model_symmetry(model)) + "\n")
+        if mlp_rows := model_symmetry(model):
+            parts.append(format_symmetry_table(mlp_rows) + "\n")
+        if attention_rows := model_attention_symmetry(model):
+            parts.append(format_attention_table(attention_rows) + "\n")
     parts += [_command_block(_read_command(run_dir)), _versions_line(s.get("versions"))]
     return "\n".join(p for p in parts if p)
 

@@ -1,4 +1,6 @@
-"""How far a Mixer's MLP weights are from the symmetric (Hopfield) configuration W2 = W1ᵀ.
+"""How far a model's weights are from the symmetric (Hopfield) configuration: W2 = W1ᵀ in its
+two-layer MLPs, a symmetric bilinear score in its attention heads. Works on any ``nn.Module``
+(layers found by :mod:`hamixer.models.find_layers`: hamixer Mixers, timm's ViTs and Mixers).
 
 For one MLP with input matrix ``W1`` ([hidden, in]) and effective output matrix ``W2``
 ([in, hidden]) the measures are (Frobenius inner products and norms throughout):
@@ -15,6 +17,20 @@ For one MLP with input matrix ``W1`` ([hidden, in]) and effective output matrix 
 * ``coupling_sym``: ‖(J + Jᵀ)/2‖ / ‖J‖; coupling_sym² + coupling_antisym² = 1.
 * ``breaking_ratio`` (AsymMixer only): ‖W̃‖ / ‖W1ᵀ‖, the size of the breaking matrix
   relative to the tied part.
+
+A gated MLP (GLU) is measured on the value half of ``fc1`` (see
+:mod:`hamixer.models.find_layers`). For one attention head ``h`` with ``W_Q``, ``W_K``,
+``W_V`` ([head_dim, D]) and ``W_O`` ([D, head_dim]):
+
+* ``qk_sym``, ``qk_antisym``: ‖(M ± Mᵀ)/2‖ / ‖M‖ of ``M = W_Qᵀ W_K`` ([D, D]), the bilinear
+  form of the score ``x_iᵀ M x_j``. ``qk_sym²`` is the symmetry score of Saponati et al.
+  (ICML 2025, arXiv:2502.10927), which grows under bidirectional training.
+* ``vo_sym``, ``vo_antisym``: the same for ``N = W_O W_V`` ([D, D]), what the head writes
+  into the residual stream from the values it reads.
+
+A layer's row holds the mean over its heads (and ``per_head`` lists). Beside every measure
+the *reference* of :mod:`hamixer.experiments.symmetry_reference` says what independent random
+matrices of the same shapes score.
 """
 
 from __future__ import annotations
@@ -28,14 +44,26 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..models.find_layers import (
+    FoundAttention,
+    FoundMLP,
+    find_attention,
+    find_mlps,
+    split_heads,
+)
 from ..runs import read_metrics
+from .symmetry_reference import REFERENCE_DRAWS, random_reference
 
 MEASURES = ("cosine", "scale", "residual", "coupling_sym", "coupling_antisym")
+#: The measures of an MLP row in a metrics row (``breaking_ratio`` only for AsymMixer).
+MLP_MEASURES = (*MEASURES, "breaking_ratio")
+ATTENTION_MEASURES = ("qk_sym", "qk_antisym", "vo_sym", "vo_antisym")
 
 
+# ------------------------------------------------------------------------- one layer
 @torch.no_grad()
 def weight_symmetry(w1: Tensor, w2: Tensor) -> dict[str, float]:
-    """The measures above for ``w1`` [hidden, in] and ``w2`` [in, hidden]."""
+    """The MLP measures above for ``w1`` [hidden, in] and ``w2`` [in, hidden]."""
     if w2.shape != w1.t().shape:
         raise ValueError(f"W2 {tuple(w2.shape)} must have the shape of W1ᵀ {tuple(w1.t().shape)}")
     w1, w2 = w1.double(), w2.double()
@@ -53,50 +81,166 @@ def weight_symmetry(w1: Tensor, w2: Tensor) -> dict[str, float]:
                 coupling_antisym=anti.item())
 
 
-def mlp_symmetry(mlp: nn.Module) -> dict[str, float]:
-    """Measures of one mixing MLP (anything with ``w1``/``w2``; ``breaking`` if present)."""
+def mlp_symmetry(mlp: nn.Module | FoundMLP) -> dict[str, float]:
+    """Measures of one MLP: anything with ``w1``/``w2`` (a hamixer MLP, a found MLP);
+    ``breaking_ratio`` if its module has a ``breaking`` matrix."""
     out = weight_symmetry(mlp.w1, mlp.w2)
-    breaking = getattr(mlp, "breaking", None)
-    if breaking is not None:
+    module = mlp.module if isinstance(mlp, FoundMLP) else mlp
+    breaking = getattr(module, "breaking", None)
+    if isinstance(breaking, Tensor):
         with torch.no_grad():
             out["breaking_ratio"] = (breaking.norm() / mlp.w1.norm()).item()
     return out
 
 
-def model_symmetry(model: nn.Module) -> list[dict[str, Any]]:
-    """One row per block and MLP: ``{"block": i, "mlp": "token"|"channel", **measures}``."""
+@torch.no_grad()
+def bilinear_shares(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """Symmetric and antisymmetric shares ‖(M ± Mᵀ)/2‖ / ‖M‖ of ``M = aᵀ b`` for factors
+    ``a``, ``b`` [..., r, D] (batched over leading dimensions, e.g. heads).
+
+    Computed in the r × r space (r = head_dim, usually ≪ D) from ‖M‖² = tr(a aᵀ · b bᵀ) and
+    ⟨M, Mᵀ⟩ = tr((b aᵀ)²), since ‖(M ± Mᵀ)/2‖² = (‖M‖² ± ⟨M, Mᵀ⟩) / 2. NaN where M = 0.
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"factors must have one shape, got {tuple(a.shape)} and "
+                         f"{tuple(b.shape)}")
+    a, b = a.double(), b.double()
+    c = b @ a.mT
+    cross = (c * c.mT).sum((-2, -1))
+    norm2 = ((a @ a.mT) * (b @ b.mT)).sum((-2, -1))
+    ratio = cross / norm2
+    return ((1 + ratio) / 2).clamp(0, 1).sqrt(), ((1 - ratio) / 2).clamp(0, 1).sqrt()
+
+
+def attention_weight_symmetry(qkv: Tensor, proj: Tensor, num_heads: int) -> dict[str, Any]:
+    """The attention measures of a fused ``qkv`` weight [3·H·head_dim, D] and an output
+    ``proj`` weight [D_out, H·head_dim]: means over heads, and ``per_head`` lists. The
+    value-output measures are NaN when D_out ≠ D (N is not square)."""
+    q, k, v, o_t = split_heads(qkv, proj, num_heads)
+    per_head = dict(zip(("qk_sym", "qk_antisym"), bilinear_shares(q, k), strict=True))
+    if o_t.shape == v.shape:
+        per_head.update(zip(("vo_sym", "vo_antisym"), bilinear_shares(o_t, v), strict=True))
+    else:
+        nan = torch.full((num_heads,), float("nan"), dtype=torch.float64)
+        per_head.update(vo_sym=nan, vo_antisym=nan)
+    out: dict[str, Any] = {m: per_head[m].mean().item() for m in ATTENTION_MEASURES}
+    out["per_head"] = {m: per_head[m].tolist() for m in ATTENTION_MEASURES}
+    return out
+
+
+def attention_symmetry(layer: FoundAttention) -> dict[str, Any]:
+    """The attention measures of one found attention layer."""
+    return attention_weight_symmetry(layer.qkv.weight, layer.proj.weight, layer.num_heads)
+
+
+# --------------------------------------------------------------- untrained references
+def mlp_reference(layer: FoundMLP) -> dict[str, tuple[float, float]]:
+    """``{measure: (mean, std)}`` of independent random ``W1``, ``W2`` of ``layer``'s shapes."""
+    hidden, features = layer.w1.shape
+    return random_reference(weight_symmetry, ((hidden, features), (features, hidden)))
+
+
+def attention_reference(layer: FoundAttention) -> dict[str, tuple[float, float]]:
+    """``{measure: (mean, std)}`` of random ``qkv``, ``proj`` weights of ``layer``'s shapes
+    (the statistics of the mean over heads, as a row reports it)."""
+    shapes = (tuple(layer.qkv.weight.shape), tuple(layer.proj.weight.shape))
+    return random_reference(attention_weight_symmetry, shapes, (layer.num_heads,))
+
+
+def _with_reference(row: dict[str, Any], ref: dict[str, tuple[float, float]]
+                    ) -> dict[str, Any]:
+    row["init"] = {m: {"mean": mu, "std": sd} for m, (mu, sd) in ref.items() if m in row}
+    return row
+
+
+# ------------------------------------------------------------------------ whole models
+def model_symmetry(model: nn.Module, references: bool = False) -> list[dict[str, Any]]:
+    """One row per two-layer MLP: ``{"block": i or None, "mlp": part, "module": path,
+    **measures}`` (``part``: ``token``/``channel`` in a hamixer Mixer, ``mlp`` in a ViT);
+    ``"gated": True`` for a GLU; with ``references``, ``"init"``: ``{measure: {"mean",
+    "std"}}`` of an untrained layer of the same shapes."""
     rows = []
-    for i, blk in enumerate(model.blocks):
-        for kind in ("token", "channel"):
-            mlp = getattr(blk, f"{kind}_mlp")
-            if not (hasattr(mlp, "w1") and hasattr(mlp, "w2")):
-                continue
-            rows.append({"block": i, "mlp": kind, **mlp_symmetry(mlp)})
+    for layer in find_mlps(model):
+        row: dict[str, Any] = {"block": layer.block, "mlp": layer.part, "module": layer.path}
+        if layer.kind == "gated":
+            row["gated"] = True
+        row.update(mlp_symmetry(layer))
+        rows.append(_with_reference(row, mlp_reference(layer)) if references else row)
     return rows
 
 
+def model_attention_symmetry(model: nn.Module, references: bool = False
+                             ) -> list[dict[str, Any]]:
+    """One row per attention layer: ``{"block", "attn": part, "module", "heads",
+    **means over heads, "per_head": {measure: [...]}}``, and ``"init"`` with ``references``."""
+    rows = []
+    for layer in find_attention(model):
+        row: dict[str, Any] = {"block": layer.block, "attn": layer.part, "module": layer.path,
+                               "heads": layer.num_heads, **attention_symmetry(layer)}
+        rows.append(_with_reference(row, attention_reference(layer)) if references else row)
+    return rows
+
+
+def symmetry_report(model: nn.Module, references: bool = True) -> dict[str, list]:
+    """``{"mlp": MLP rows, "attention": attention rows}`` of ``model``."""
+    return {"mlp": model_symmetry(model, references),
+            "attention": model_attention_symmetry(model, references)}
+
+
+# ------------------------------------------------------------------- metrics.jsonl keys
+def _flat_key(block: int | None, part: str, measure: str, prefix: str = "sym") -> str:
+    return f"{prefix}/{part}.{measure}" if block is None else f"{prefix}/{block}.{part}.{measure}"
+
+
+def _layer_rows(report: dict[str, list]) -> Iterable[tuple[dict[str, Any], str, tuple]]:
+    yield from ((r, r["mlp"], MLP_MEASURES) for r in report["mlp"])
+    yield from ((r, r["attn"], ATTENTION_MEASURES) for r in report["attention"])
+
+
 def flat_symmetry(model: nn.Module) -> dict[str, float]:
-    """Measures as flat keys for a metrics row: ``sym/{block}.{mlp}.{measure}`` plus means."""
-    rows = model_symmetry(model)
+    """Measures as flat keys for a metrics row: ``sym/{block}.{part}.{measure}`` (a layer
+    outside any block: ``sym/{part}.{measure}``) plus the means over blocks,
+    ``sym/mean.{part}.{measure}``. Parts: ``token``/``channel`` (Mixer MLPs), ``mlp`` and
+    ``attn`` (ViT), …; attention measures: ``qk_sym``, ``qk_antisym``, ``vo_sym``,
+    ``vo_antisym``."""
     flat: dict[str, float] = {}
-    for r in rows:
-        for key, value in r.items():
-            if key not in ("block", "mlp"):
-                flat[f"sym/{r['block']}.{r['mlp']}.{key}"] = value
-    for kind in ("token", "channel"):
-        for key in (*MEASURES, "breaking_ratio"):
-            vals = [r[key] for r in rows if r["mlp"] == kind and key in r]
-            if vals:
-                flat[f"sym/mean.{kind}.{key}"] = sum(vals) / len(vals)
+    per_part: dict[tuple[str, str], list[float]] = {}
+    for row, part, measures in _layer_rows(symmetry_report(model, references=False)):
+        for m in measures:
+            if m in row:
+                flat[_flat_key(row["block"], part, m)] = row[m]
+                if row["block"] is not None:
+                    per_part.setdefault((part, m), []).append(row[m])
+    for (part, m), vals in per_part.items():
+        flat[f"sym/mean.{part}.{m}"] = sum(vals) / len(vals)
+    return flat
+
+
+def flat_references(model: nn.Module) -> dict[str, float]:
+    """The untrained references as flat keys: ``symref/{block}.{part}.{measure}`` (mean) and
+    ``symref_std/{block}.{part}.{measure}`` (standard deviation)."""
+    flat: dict[str, float] = {}
+    layers = [(f, mlp_reference(f)) for f in find_mlps(model)]
+    layers += [(f, attention_reference(f)) for f in find_attention(model)]
+    for layer, ref in layers:
+        for m, (mean, std) in ref.items():
+            flat[_flat_key(layer.block, layer.part, m, "symref")] = mean
+            flat[_flat_key(layer.block, layer.part, m, "symref_std")] = std
     return flat
 
 
 def symmetry_hook(model: nn.Module, epoch: int) -> dict[str, float]:
-    """Per-epoch training hook: the flat measures, merged into ``metrics.jsonl``."""
-    return flat_symmetry(model)
+    """Per-epoch training hook: the flat measures, merged into ``metrics.jsonl``; at epoch 0
+    (``init_metrics.json``) also the untrained references, which do not change."""
+    flat = flat_symmetry(model)
+    if epoch == 0:
+        flat.update(flat_references(model))
+    return flat
 
 
+# ----------------------------------------------------------------------------- tables
 def format_symmetry_table(rows: Iterable[dict[str, Any]]) -> str:
+    """Markdown table of MLP rows; ``value (init mean ± std)`` where a row has references."""
     rows = list(rows)
     has_breaking = any("breaking_ratio" in r for r in rows)
     head = ["block", "mlp", "cosine", "scale a", "residual", "‖J_sym‖/‖J‖", "‖J_anti‖/‖J‖"]
@@ -104,36 +248,85 @@ def format_symmetry_table(rows: Iterable[dict[str, Any]]) -> str:
         head.append("‖W̃‖/‖W1ᵀ‖")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [str(r["block"]), r["mlp"]] + [_fmt(r[k]) for k in MEASURES]
+        name = r["mlp"] + (" (GLU: value half)" if r.get("gated") else "")
+        cells = [_block(r["block"]), name] + [_cell(r, k) for k in MEASURES]
         if has_breaking:
-            cells.append(_fmt(r.get("breaking_ratio", float("nan"))))
+            cells.append(_cell(r, "breaking_ratio"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def format_attention_table(rows: Iterable[dict[str, Any]]) -> str:
+    """Markdown table of attention rows (means over heads; references where present)."""
+    head = ["block", "attention", "heads", "QK sym", "QK antisym", "VO sym", "VO antisym"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [_block(r["block"]), r["attn"], str(r.get("heads", "?"))]
+        cells += [_cell(r, m) for m in ATTENTION_MEASURES]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+REFERENCE_NOTE = (f"(init m ± s): what an untrained layer of the same shapes scores, mean ± "
+                  f"std over {REFERENCE_DRAWS} draws of independent random matrices")
+ATTENTION_NOTE = ("per head h, M = W_Qᵀ W_K and N = W_O W_V ([D, D]); sym / antisym = "
+                  "‖(M ± Mᵀ)/2‖ / ‖M‖, mean over heads; QK sym² is the symmetry score of "
+                  "Saponati et al. (arXiv:2502.10927)")
+
+
+def _block(block: int | None) -> str:
+    return "–" if block is None else str(block)
+
+
+def _cell(row: dict[str, Any], measure: str) -> str:
+    value = _fmt(row.get(measure, float("nan")))
+    ref = row.get("init", {}).get(measure)
+    return value if ref is None else f"{value} (init {ref['mean']:.2f} ± {ref['std']:.2f})"
 
 
 def _fmt(v: float) -> str:
     return "nan" if math.isnan(v) else f"{v:.4f}"
 
 
-def rows_from_flat(flat: dict[str, Any]) -> list[dict[str, Any]]:
-    """Invert :func:`flat_symmetry` (means dropped): per-block rows from ``sym/...`` keys."""
-    rows: dict[tuple[int, str], dict[str, Any]] = {}
+def _rows_by_layer(flat: dict[str, Any]) -> dict[tuple[int | None, str], dict[str, Any]]:
+    rows: dict[tuple[int | None, str], dict[str, Any]] = {}
     for key, value in flat.items():
-        if not key.startswith("sym/"):
+        if not key.startswith("sym/") or key.startswith("sym/mean."):
             continue
         where, _, measure = key[4:].rpartition(".")
-        block, _, mlp = where.partition(".")
-        if not block.isdigit():
-            continue
-        rows.setdefault((int(block), mlp), {"block": int(block), "mlp": mlp})[measure] = value
+        first, _, rest = where.partition(".")
+        block, part = (int(first), rest) if first.isdigit() and rest else (None, where)
+        rows.setdefault((block, part), {"block": block, "part": part})[measure] = value
+    return rows
+
+
+def _sorted_rows(rows: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     order = {"token": 0, "channel": 1}
-    return [rows[k] for k in sorted(rows, key=lambda k: (k[0], order.get(k[1], 2)))]
+    for r in rows:
+        r[name] = r.pop("part")
+    return sorted(rows, key=lambda r: (r["block"] is None, r["block"] or 0,
+                                       order.get(r[name], 2)))
+
+
+def rows_from_flat(flat: dict[str, Any]) -> list[dict[str, Any]]:
+    """Invert :func:`flat_symmetry` for the MLPs (means dropped): per-layer rows."""
+    rows = [r for r in _rows_by_layer(flat).values() if "cosine" in r]
+    return _sorted_rows(rows, "mlp")
+
+
+def attention_rows_from_flat(flat: dict[str, Any]) -> list[dict[str, Any]]:
+    """Invert :func:`flat_symmetry` for the attention layers (means dropped)."""
+    rows = [r for r in _rows_by_layer(flat).values() if "qk_sym" in r]
+    return _sorted_rows(rows, "attn")
 
 
 # ------------------------------------------------------------- per-epoch series of a run
-_KEY = re.compile(r"^sym/(\d+)\.(token|channel)\.(\w+)$")
+_KEY = re.compile(r"^sym/(\d+)\.(.+)\.(\w+)$")
+
+
 def symmetry_series(rows: Sequence[dict[str, Any]]) -> dict[tuple[int, str, str], list]:
-    """``(block, mlp, measure) → [(epoch, value), ...]`` from metrics.jsonl rows."""
+    """``(block, part, measure) → [(epoch, value), ...]`` from metrics.jsonl rows (layers
+    inside blocks; ``part``: ``token``, ``channel``, ``mlp``, ``attn``, …)."""
     series: dict[tuple[int, str, str], list] = {}
     for row in rows:
         for key, value in row.items():
@@ -141,6 +334,18 @@ def symmetry_series(rows: Sequence[dict[str, Any]]) -> dict[tuple[int, str, str]
             if m and "epoch" in row:
                 series.setdefault((int(m[1]), m[2], m[3]), []).append((row["epoch"], value))
     return series
+
+
+def reference_series(row: dict[str, Any]) -> dict[tuple[str, str], list]:
+    """``(part, measure) → [(block, mean, std), ...]``: the untrained references logged in
+    ``row`` (``init_metrics.json``: ``symref/`` and ``symref_std/`` keys)."""
+    refs: dict[tuple[str, str], list] = {}
+    for key, mean in row.items():
+        m = re.match(r"^symref/(\d+)\.(.+)\.(\w+)$", key)
+        if m:
+            std = row.get(f"symref_std/{key[len('symref/'):]}", float("nan"))
+            refs.setdefault((m[2], m[3]), []).append((int(m[1]), mean, std))
+    return refs
 
 
 def read_run_symmetry(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
@@ -159,7 +364,8 @@ def read_run_symmetry(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
 
 def plot_run_symmetry(run_dir: str | os.PathLike, path: str | os.PathLike | None = None,
                       title: str | None = None) -> str | None:
-    """Draw ``symmetry.png`` (default: into ``run_dir``) from its logged measures, if any."""
+    """Draw ``symmetry.png`` (default: into ``run_dir``) from its logged measures, if any:
+    each measure against epoch, one line per block, the untrained reference dashed."""
     from pathlib import Path
 
     rows = read_run_symmetry(run_dir)
@@ -170,5 +376,45 @@ def plot_run_symmetry(run_dir: str | os.PathLike, path: str | os.PathLike | None
         title = f"weight symmetry during training: {Path(run_dir).parent.name}/{Path(run_dir).name}"
     from ..plots import plot_symmetry
 
-    plot_symmetry(symmetry_series(rows), path, title)
+    plot_symmetry(symmetry_series(rows), path, title, references=reference_series(rows[0]))
     return str(path)
+
+
+def plot_run_symmetry_blocks(run_dir: str | os.PathLike, path: str | os.PathLike | None = None,
+                             title: str | None = None) -> str | None:
+    """Draw ``symmetry-blocks.png`` (default: into ``run_dir``): the measures of the last
+    logged epoch per block, beside epoch 0 and the untrained reference, if any were logged."""
+    from pathlib import Path
+
+    rows = read_run_symmetry(run_dir)
+    if not rows:
+        return None
+    path = Path(path) if path is not None else Path(run_dir) / "symmetry-blocks.png"
+    if title is None:
+        title = (f"weight symmetry per block, epoch {rows[-1].get('epoch', '?')}: "
+                 f"{Path(run_dir).parent.name}/{Path(run_dir).name}")
+    initial = rows[0] if rows[0].get("epoch") == 0 and len(rows) > 1 else None
+    from ..plots import plot_symmetry_blocks
+
+    plot_symmetry_blocks(_per_block(rows[-1]), path, title,
+                         initial=_per_block(initial) if initial else None,
+                         references=reference_series(rows[0]))
+    return str(path)
+
+
+def plot_model_symmetry_blocks(model: nn.Module, path: str | os.PathLike, title: str) -> str:
+    """Draw the measures of ``model`` per block beside the untrained reference."""
+    from ..plots import plot_symmetry_blocks
+
+    flat = flat_symmetry(model)
+    plot_symmetry_blocks(_per_block(flat), path, title,
+                         references=reference_series(flat_references(model)))
+    return str(path)
+
+
+def _per_block(row: dict[str, Any]) -> dict[tuple[str, str], list]:
+    """``(part, measure) → [(block, value), ...]`` of one metrics row."""
+    out: dict[tuple[str, str], list] = {}
+    for (block, part, measure), pts in symmetry_series([{**row, "epoch": 0}]).items():
+        out.setdefault((part, measure), []).append((block, pts[0][1]))
+    return out

@@ -11,10 +11,11 @@ from ..train.config import TrainConfig
 
 def train_run(cfg: TrainConfig, symmetry: bool = True) -> dict[str, Any]:
     """Train ``cfg`` (resuming from ``cfg.out``); with ``symmetry``, log the weight-symmetry
-    measures every epoch and draw them into ``symmetry.png``. Returns the run's summary."""
+    measures every epoch and draw them into ``symmetry.png`` (against epoch) and
+    ``symmetry-blocks.png`` (per block, the last epoch). Returns the run's summary."""
     from ..models.registry import has_free_mlps
     from ..train.run import run_training
-    from .symmetry import plot_run_symmetry, symmetry_hook
+    from .symmetry import plot_run_symmetry, plot_run_symmetry_blocks, symmetry_hook
 
     if cfg.model_kwargs.get("init") == "symmetric" and not has_free_mlps(cfg.model):
         # a shared --init symmetric applies to the free models only; tied ones start tied
@@ -23,4 +24,5 @@ def train_run(cfg: TrainConfig, symmetry: bool = True) -> dict[str, Any]:
     summary = run_training(cfg, hooks=(symmetry_hook,) if symmetry else (), log=lambda s: None)
     if symmetry:
         plot_run_symmetry(cfg.out)
+        plot_run_symmetry_blocks(cfg.out)
     return summary

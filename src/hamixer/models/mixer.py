@@ -15,6 +15,7 @@ from ..errors import ConfigError
 from .blocks import BLOCK_TYPES, ParallelMixerBlock, _MixerBlockBase
 from .mlp import MLP_TYPES, AsymmetricMLP, MixingMLP
 from .norm import make_norm
+from .symmetric_init import tie_symmetric
 
 #: Where AsymMixer's breaking matrix starts (``HamMixer(breaking_init=...)``).
 BREAKING_INITS = ("xavier", "zero", "free")
@@ -181,13 +182,9 @@ class HamMixer(nn.Module):
             if name.endswith(("mlp.weight", "mlp.breaking")):
                 nn.init.xavier_uniform_(param)
 
-    @torch.no_grad()
     def symmetrize_(self) -> None:
         """Set W2 = W1ᵀ exactly in every free MLP (spontaneous symmetry-breaking start)."""
-        for module in self.modules():
-            fc1, fc2 = getattr(module, "fc1", None), getattr(module, "fc2", None)
-            if isinstance(fc1, nn.Linear) and isinstance(fc2, nn.Linear):
-                fc2.weight.copy_(fc1.weight.t())
+        tie_symmetric(self)
 
     @torch.no_grad()
     def _start_from_twin(self, breaking_init: str, args: dict[str, Any],
