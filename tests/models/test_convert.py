@@ -240,6 +240,10 @@ def test_what_the_official_network_cannot_express_is_refused():
         to_external(_hamixer("symmixer", final_norm="token", mlp_bias=True), "paramixer")
     with pytest.raises(ConfigError, match="n_iter=2"):
         to_external(_hamixer("mlpmixer", n_iter=2), "timm")
+    with pytest.raises(ConfigError, match="stem_norm=True"):
+        to_external(_hamixer("mlpmixer", stem_norm=True), "timm")
+    with pytest.raises(ConfigError, match="other than GELU"):
+        to_external(_hamixer("mlpmixer", act_layer=nn.SiLU), "timm")
     with pytest.raises(ConfigError, match="unknown layout 'flax'"):
         to_external(_hamixer("mlpmixer"), "flax")
 

@@ -201,6 +201,12 @@ def structure_problems(model: HamMixer, layout: str) -> list[str]:
         problems += [f"block {i}: {p}" for p in _block_problems(block, layout)]
     if layout != "paramixer" and model.n_iter != 1:
         problems.append(f"n_iter={model.n_iter}: the {layout} Mixer applies each block once")
+    if not isinstance(model.stem.norm, nn.Identity):
+        # ours is nn.LayerNorm's default (eps 1e-5), the external stems' eps is 1e-6
+        problems.append("stem_norm=True: the stem's LayerNorm eps differs")
+    acts = [m.act for m in model.modules() if isinstance(m, MixingMLP)]
+    if any(not isinstance(a, nn.GELU) or a.approximate != "none" for a in acts):
+        problems.append("MLP activations other than GELU (act_layer)")
     return problems
 
 
