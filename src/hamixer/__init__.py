@@ -5,7 +5,8 @@
 """
 
 from .errors import ConfigError, HamixerError
-from .models import create_model, list_models
+from .models import create_model, list_models, load_external
 from .version import __version__
 
-__all__ = ["ConfigError", "HamixerError", "__version__", "create_model", "list_models"]
+__all__ = ["ConfigError", "HamixerError", "__version__", "create_model", "list_models",
+           "load_external"]

@@ -55,6 +55,10 @@ def add_config_arguments(p: argparse.ArgumentParser, compare: bool = False) -> N
                             "(the size fitting the dataset is picked)")
     p.add_argument("--model-kwargs", nargs="+", metavar="K=V", default=S,
                    help="model keyword arguments, e.g. n_iter=2 asym_lambda=1e-3")
+    if not compare:
+        p.add_argument("--initial-checkpoint", default=S, metavar="PATH",
+                       help="start from these weights (timm's flag): .safetensors/.pth/... in "
+                            "hamixer's, timm's or the official paramixer/iMixer layout")
     p.add_argument("--dataset", default=S, help="digits (built in), mnist, fashion-mnist, "
                    "cifar10, cifar100, imagefolder")
     p.add_argument("--data-dir", default=S, help="where the dataset files are")
@@ -162,7 +166,8 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) 
         cfg = merge(cfg, parse_kv(args.set_values), "--set")
     flags: dict[str, Any] = {}
     for key in ("model", "dataset", "data_dir", "download", "epochs", "batch_size", "device",
-                "amp", "compile", "seed", "quiet", "out", "resume", "model_ema"):
+                "amp", "compile", "seed", "quiet", "out", "resume", "model_ema",
+                "initial_checkpoint"):
         if key in given and given[key] is not None:
             flags[key] = given[key]
     for _, field_name, _, _ in RECIPE_FLAGS:

@@ -17,8 +17,12 @@ HELP = ("per block: cos(W2, W1ᵀ), best fit W2 ≈ a·W1ᵀ and its residual, c
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", help="a run directory (best, else last) or a .json/"
-                                      ".safetensors checkpoint file")
+    from ._weights import add_weight_arguments
+
+    p.add_argument("checkpoint", nargs="?", default=None,
+                   help="a run directory (best, else last) or a .json/.safetensors checkpoint "
+                        "file; or none, with --model")
+    add_weight_arguments(p, pretrained=True)
     p.add_argument("--prefer", choices=["best", "last"], default="best",
                    help="which checkpoint of a run directory")
     p.add_argument("--json", action="store_true", help="print JSON rows")
@@ -38,9 +42,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import HamixerError
     from ..experiments.symmetry import symmetry_report
-    from ..train.checkpoint import load_model
 
-    model, meta = load_model(args.checkpoint, prefer=args.prefer)
+    model, meta = _model_and_meta(args)
     report = symmetry_report(model, references=args.reference)
     if not report["mlp"] and not report["attention"]:
         raise HamixerError(f"{meta['model']} has no two-layer MLPs or attention layers to "
@@ -51,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
                           "epoch": meta["epoch"], "rows": report["mlp"],
                           "attention": report["attention"]}, indent=2))
         return 0
-    print(f"{meta['model']} (epoch {meta['epoch']}, {meta['path']})\n")
+    when = f"epoch {meta['epoch']}, " if meta["epoch"] is not None else ""
+    print(f"{meta['model']} ({when}{meta['path']})\n")
     print(_tables(report, args.reference))
     for png in pngs:
         print(f"\nwrote {png}")
@@ -83,7 +87,8 @@ def _plots(args: argparse.Namespace, model: nn.Module, meta: dict[str, Any]) -> 
     from ..errors import HamixerError
     from ..experiments.symmetry import plot_model_symmetry_blocks, plot_run_symmetry
 
-    run_dir = Path(args.checkpoint)
+    # beside the run, or beside the weights file of --model --initial-checkpoint
+    run_dir = Path(args.checkpoint or args.initial_checkpoint or ".")
     if not run_dir.is_dir():
         run_dir = run_dir.parent
     pngs = []
@@ -97,5 +102,25 @@ def _plots(args: argparse.Namespace, model: nn.Module, meta: dict[str, Any]) -> 
     if args.plot_blocks is not None:
         path = args.plot_blocks or run_dir / "symmetry-blocks.png"
         pngs.append(plot_model_symmetry_blocks(
-            model, path, f"weight symmetry per block: {meta['model']} (epoch {meta['epoch']})"))
+            model, path, f"weight symmetry per block: {meta['model']}"
+            + (f" (epoch {meta['epoch']})" if meta["epoch"] is not None else "")))
     return pngs
+
+
+def _model_and_meta(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]]:
+    """A run's checkpoint, or ``--model`` with weights from a file or timm's download."""
+    from ..errors import ConfigError
+    from ..train.checkpoint import load_model
+    from ._weights import model_from_args
+
+    if (args.checkpoint is None) == (args.model is None):
+        raise ConfigError("pass a checkpoint (a run) or --model NAME with "
+                          "--initial-checkpoint PATH or --pretrained")
+    if args.checkpoint is None:
+        if args.plot is not None:
+            raise ConfigError("--plot draws a run's logged measures; --model has no run")
+        return model_from_args(args)
+    if args.initial_checkpoint or args.model_kwargs or args.pretrained:
+        raise ConfigError("--initial-checkpoint, --pretrained and --model-kwargs go with "
+                          "--model; a run's checkpoint holds its own model")
+    return load_model(args.checkpoint, prefer=args.prefer)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 NAME = "train"
 HELP = "train a model on an image dataset (metrics.jsonl, checkpoints, summary.json in --out)"
@@ -34,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
     from .flags import config_from_args
 
     cfg = config_from_args(args)
+    if cfg.initial_checkpoint:
+        cfg = with_fitted_kwargs(cfg)
     if cfg.model_kwargs.get("init") == "symmetric" and not has_free_mlps(cfg.model):
         raise ConfigError(f"--init symmetric ties free MLPs (vanillamixer, paramixer); "
                           f"{cfg.model} has none, so it would have no effect")
@@ -50,6 +53,19 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({k: summary[k] for k in keys}))
         print(f"wrote {', '.join(p for p in pngs if p)}")
     return 0
+
+
+def with_fitted_kwargs(cfg: Any) -> Any:
+    """``cfg`` with the model arguments that its initial checkpoint's weights fix (the
+    official final norm per token, say) where the command line does not set them; the head
+    stays the dataset's."""
+    from ..train.config import merge
+    from ._weights import fitted_model_kwargs
+
+    fitted = fitted_model_kwargs(cfg.model, cfg.initial_checkpoint, keep_head=False)
+    if not fitted:
+        return cfg
+    return merge(cfg, {"model_kwargs": {**fitted, **cfg.model_kwargs}}, "--initial-checkpoint")
 
 
 def write_args(args: argparse.Namespace, out: str) -> None:

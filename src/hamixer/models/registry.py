@@ -28,6 +28,7 @@ from torch import nn
 from ..errors import ConfigError, closest
 from .arguments import check_argument
 from .mixer import HamMixer
+from .symmetric_init import tie_symmetric
 from .timm_models import (
     PRESETS,
     create_timm_model,
@@ -242,13 +243,21 @@ def _create_from_timm(name: str, pretrained: bool, **kwargs: Any) -> nn.Module:
     init = kwargs.pop("init", "default")
     if init not in ("default", "symmetric"):
         raise ConfigError(f"init must be 'default' or 'symmetric', got {init!r}")
-    tie = None
-    if init == "symmetric":
-        raise ConfigError("init='symmetric' for timm models is not available yet")
-    model = create_timm_model(name, pretrained=pretrained, symmetric_init=tie, **kwargs)
+    model = create_timm_model(name, pretrained=pretrained,
+                              symmetric_init=_tie_or_refuse if init == "symmetric" else None,
+                              **kwargs)
     if init != "default":
         model.model_args["init"] = init
     return model
+
+
+def _tie_or_refuse(model: nn.Module) -> None:
+    """``init="symmetric"`` for a timm model: tie what :func:`tie_symmetric` finds, and say so
+    when it finds nothing (the start would not be symmetric)."""
+    tied = tie_symmetric(model)
+    if not tied["mlp"] and not tied["attention"]:
+        raise ConfigError(f"init='symmetric' found no two-layer MLP (fc1, fc2) or attention "
+                          f"(qkv) to tie in {type(model).__name__}")
 
 
 for _family, _args in list(FAMILIES.items()):

@@ -28,6 +28,9 @@ class TrainConfig:
     # what
     model: str = "paramixer_n2_8"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    # weights to start from (timm's --initial-checkpoint): a state dict file in any layout of
+    # hamixer.models.convert
+    initial_checkpoint: str | None = None
     dataset: str = "digits"
     data_dir: str | None = None
     download: bool = False

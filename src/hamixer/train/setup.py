@@ -213,7 +213,7 @@ def build_parts(cfg: TrainConfig, ctx: DistContext,
                 rank_device: torch.device | None) -> TrainingParts:
     """Build every part of the run from ``cfg`` (seeded with ``cfg.seed`` first, so that the
     model's initial weights depend on the seed only). Writes nothing."""
-    from ..models import create_model
+    from ..models import create_model, load_external
     from ..models.registry import model_source
 
     device = rank_device or select_device(cfg.device)
@@ -226,6 +226,8 @@ def build_parts(cfg: TrainConfig, ctx: DistContext,
     kwargs = model_kwargs_for(cfg, num_classes, in_chans, img_size)
     model = create_model(cfg.model, **kwargs).to(device)
     source = model_source(cfg.model)
+    if cfg.initial_checkpoint:  # before the EMA copies the weights
+        load_external(model, cfg.initial_checkpoint)
     mean, std = model.pretrained_cfg["mean"], model.pretrained_cfg["std"]
     train_batches = ImageBatches(train_split, cfg.batch_size, img_size, mean, std, num_classes,
                                  train=True, augment=augment_spec(cfg), device=device,
