@@ -27,9 +27,9 @@ def test_a_timm_vit_trains_resumes_and_evaluates(tmp_path, capsys):
     assert summary["model_source"] == "timm" and summary["epochs"] == 2
     model, _ = load_model(out, prefer="last")  # rebuilt from its name and arguments
     assert type(model).__name__ == "VisionTransformer" and len(model.blocks) == 1
-    assert main(["eval", "--checkpoint", str(out), "--prefer", "last", "--limit", "64",
+    assert main(["eval", "--checkpoint", str(out / "last.json"), "--limit", "64",
                  "--json"]) == 0
-    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    res = json.loads(capsys.readouterr().out)
     assert res["top1"] == pytest.approx(summary["final_test_acc"])
     mtime = (out / "last.json").stat().st_mtime
     assert main([*args, "--resume"]) == 0  # finished: nothing trained again
@@ -44,3 +44,27 @@ def test_bad_timm_model_arguments_write_nothing(tmp_path, capsys):
     assert err == ["hamixer train: error: model argument 'depth' of vit_tiny_patch16_224 "
                    "must be an integer, got 'two'"]
     assert not out.exists()
+
+
+def test_compare_puts_a_vit_beside_a_mixer_with_symmetry_logged(tmp_path):
+    out = tmp_path / "cmp"
+    assert main(["compare", "--dataset", "digits", "--models", "paramixer,vit", "--epochs", "1",
+                 "--out", str(out), *SMALL]) == 0
+    table = (out / "results.md").read_text()
+    assert "| paramixer_n2_8 |" in table and "| vit_n2_8 |" in table
+    rows = [json.loads(x) for x in
+            (out / "vit_n2_8" / "seed0" / "metrics.jsonl").read_text().splitlines()]
+    assert {"sym/mean.mlp.cosine", "sym/mean.attn.qk_sym", "sym/3.attn.vo_antisym"} <= set(rows[0])
+    refs = json.loads((out / "vit_n2_8" / "seed0" / "init_metrics.json").read_text())
+    assert 0.5 < refs["symref/0.attn.qk_sym"] < 0.9  # an untrained head: about 1/√2
+
+
+def test_a_vit_starts_symmetric_with_init_symmetric(tmp_path):
+    out = tmp_path / "sym"
+    assert main(["train", "--dataset", "digits", "--model", "vit", "--init", "symmetric",
+                 "--epochs", "1", "--out", str(out), *SMALL]) == 0
+    start = json.loads((out / "init_metrics.json").read_text())
+    assert start["sym/mean.mlp.cosine"] == pytest.approx(1.0)
+    assert start["sym/mean.attn.qk_antisym"] == pytest.approx(0.0, abs=1e-6)
+    model, meta = load_model(out, prefer="last")
+    assert meta["model_kwargs"]["init"] == "symmetric"

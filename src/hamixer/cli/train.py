@@ -10,6 +10,7 @@ HELP = "train a model on an image dataset (metrics.jsonl, checkpoints, summary.j
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ._wandb import add_wandb_arguments
     from .flags import add_config_arguments
 
     p.add_argument("--out", "--output", default=argparse.SUPPRESS,
@@ -17,11 +18,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", nargs="?", const=True, default=argparse.SUPPRESS,
                    metavar="PATH", help="continue the run in --out from its last checkpoint; "
                    "or, as timm's --resume PATH, the run of that checkpoint")
+    p.add_argument("-j", "--workers", type=int, default=0, metavar="N",
+                   help="timm's data-loader workers, accepted for its command lines: hamixer "
+                        "holds the decoded data in memory and batches it in the training "
+                        "process, so there is nothing for workers to do")
+    add_wandb_arguments(p)
     add_config_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import sys
 
     from ..errors import ConfigError
     from ..experiments.symmetry import (
@@ -32,16 +39,24 @@ def run(args: argparse.Namespace) -> int:
     from ..models.registry import has_free_mlps
     from ..provenance import record_command
     from ..train.run import run_training
+    from ._wandb import require_wandb, wandb_sink
     from .flags import config_from_args
 
     cfg = config_from_args(args)
     if cfg.initial_checkpoint:
         cfg = with_fitted_kwargs(cfg)
     if cfg.model_kwargs.get("init") == "symmetric" and not has_free_mlps(cfg.model):
-        raise ConfigError(f"--init symmetric ties free MLPs (vanillamixer, paramixer); "
+        raise ConfigError(f"--init symmetric ties free MLPs (vanillamixer, paramixer, timm "
+                          f"models); "
                           f"{cfg.model} has none, so it would have no effect")
     hooks = () if args.no_symmetry else (symmetry_hook,)
-    summary = run_training(cfg, hooks=hooks)
+    sink = None
+    if args.log_wandb:
+        sink = wandb_sink(require_wandb(), args.wandb_project, str(cfg.out), cfg.to_dict())
+    if args.workers and not cfg.quiet:
+        print("note: -j/--workers has no effect: the data is in memory and batched in the "
+              "training process", file=sys.stderr)
+    summary = run_training(cfg, hooks=hooks, on_epoch=sink)
     record_command(cfg.out)
     write_args(args, cfg.out)
     pngs = [plot_run_curves(cfg.out)]

@@ -240,9 +240,8 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Modul
 
 
 def _create_from_timm(name: str, pretrained: bool, **kwargs: Any) -> nn.Module:
+    timm_model_args(name, **kwargs)  # every argument checked, ``init`` among them
     init = kwargs.pop("init", "default")
-    if init not in ("default", "symmetric"):
-        raise ConfigError(f"init must be 'default' or 'symmetric', got {init!r}")
     model = create_timm_model(name, pretrained=pretrained,
                               symmetric_init=_tie_or_refuse if init == "symmetric" else None,
                               **kwargs)

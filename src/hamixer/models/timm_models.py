@@ -75,7 +75,12 @@ def _constructor(cls: type[nn.Module]) -> tuple[tuple[str, ...], bool, dict[str,
 
 def timm_model_args(name: str, **overrides: Any) -> dict[str, Any]:
     """The arguments of timm model ``name`` (a preset's plus ``overrides``), each override
-    checked by name and by the type the model class declares."""
+    checked by name and by the type the model class declares. ``init`` is hamixer's own
+    (``"symmetric"`` ties the built model) and is checked here but not passed to timm."""
+    overrides = dict(overrides)
+    init = overrides.pop("init", "default")
+    if init not in ("default", "symmetric"):
+        raise ConfigError(f"init must be 'default' or 'symmetric', got {init!r}")
     cls = model_class(name)
     valid, open_ended, hints = _constructor(cls)
     unknown = [k for k in overrides if k not in valid]

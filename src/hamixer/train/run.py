@@ -51,14 +51,20 @@ RESUMABLE_CHANGES = frozenset({"out", "resume", "quiet", "threads", "device", "d
                                "checkpoint_every_seconds", "compile"})
 
 
+#: Receives every finished epoch's ``metrics.jsonl`` row on rank 0 (an experiment tracker).
+EpochSink = Callable[["dict[str, Any]"], None]
+
+
 def run_training(cfg: TrainConfig, hooks: Sequence[EpochHook] = (),
-                 log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                 log: Callable[[str], None] | None = None,
+                 on_epoch: EpochSink | None = None) -> dict[str, Any]:
     """Train ``cfg.model`` on ``cfg.dataset``, evaluating every epoch; return the summary.
 
     Writes into ``cfg.out``: ``config.yaml``, ``metrics.jsonl`` (one row per epoch),
     ``last.*`` and ``best.*`` checkpoints and ``summary.json``. Under ``torchrun`` (several
     processes) it trains data-parallel; only rank 0 writes and logs. ``cfg.threads`` holds
-    for the run only: the process's thread count is restored at the end.
+    for the run only: the process's thread count is restored at the end. ``on_epoch`` gets
+    each epoch's row once it is saved.
     """
     cfg.validate()
     if not cfg.out:
@@ -75,14 +81,15 @@ def run_training(cfg: TrainConfig, hooks: Sequence[EpochHook] = (),
             log = lambda s: None  # noqa: E731
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        return _run(cfg, hooks, log, ctx, rank_device)
+        return _run(cfg, hooks, log, ctx, rank_device, on_epoch)
     finally:
         torch.set_num_threads(threads)
         shutdown_distributed(ctx)
 
 
 def _run(cfg: TrainConfig, hooks: Sequence[EpochHook], log: Callable[[str], None],
-         ctx: DistContext, rank_device: torch.device | None) -> dict[str, Any]:
+         ctx: DistContext, rank_device: torch.device | None,
+         on_epoch: EpochSink | None = None) -> dict[str, Any]:
     out = Path(cfg.out or "")
     if (out / "last.json").is_file() and not cfg.resume:
         raise HamixerError(f"{out} already holds a run; pass --resume to continue it or "
@@ -93,7 +100,7 @@ def _run(cfg: TrainConfig, hooks: Sequence[EpochHook], log: Callable[[str], None
     try:
         state = _resume(cfg, out, parts, ctx, log) if cfg.resume else RunState()
         _start(cfg, out, parts, state, hooks, ctx)
-        _train_epochs(cfg, out, parts, state, hooks, log, ctx)
+        _train_epochs(cfg, out, parts, state, hooks, log, ctx, on_epoch)
         return _write_summary(cfg, out, parts, state, ctx)
     finally:
         if lock is not None:
@@ -272,7 +279,7 @@ class Checkpointer:
 # ---------------------------------------------------------------------------- epochs
 def _train_epochs(cfg: TrainConfig, out: Path, parts: TrainingParts, state: RunState,
                   hooks: Sequence[EpochHook], log: Callable[[str], None],
-                  ctx: DistContext) -> None:
+                  ctx: DistContext, on_epoch: EpochSink | None = None) -> None:
     """Train the epochs that are left, logging one line per epoch.
 
     With a weight EMA the test accuracy (and the choice of ``best``) is the EMA's; the raw
@@ -300,6 +307,8 @@ def _train_epochs(cfg: TrainConfig, out: Path, parts: TrainingParts, state: RunS
                                    hooks, ctx)
                 bar.clear()
                 log(_fmt_row(row, cfg.epochs, state.best_acc))
+                if on_epoch is not None and ctx.is_main:
+                    on_epoch(row)
                 bar.refresh()
                 if ctx.any(stop.signum is not None, parts.device) and epoch + 1 < cfg.epochs:
                     raise ckpt.stopped(stop.signum or signal.SIGTERM)
