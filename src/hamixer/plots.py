@@ -166,7 +166,7 @@ def plot_sweep(agg: dict[str, Any], path: str | os.PathLike, metric: str = "best
                      yerr=[r.get("breaking_ratio_std", 0.0) for r in sel], marker="s",
                      capsize=3, color=f"C{i}", label=label)
     styles = {"sym": ("SymMixer (tied)", "C3"), "para": ("ParaMixer (free)", "C2"),
-              "vanilla": ("vanilla Mixer (free, serial)", "C4")}
+              "vanilla": ("vanilla Mixer (free, serial)", "C4"), "vit": ("ViT (timm)", "C5")}
     for kind, (label, color) in styles.items():
         ref = agg["reference"].get(kind)
         if not ref:

@@ -68,3 +68,13 @@ def test_a_vit_starts_symmetric_with_init_symmetric(tmp_path):
     assert start["sym/mean.attn.qk_antisym"] == pytest.approx(0.0, abs=1e-6)
     model, meta = load_model(out, prefer="last")
     assert meta["model_kwargs"]["init"] == "symmetric"
+
+
+def test_sweep_takes_the_vit_as_a_reference(tmp_path):
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--dataset", "digits", "--lambdas", "0", "--references", "para,vit",
+                 "--epochs", "1", "--out", str(out), *SMALL]) == 0
+    data = json.loads((out / "sweep.json").read_text())
+    assert sorted(r["model"] for r in data["records"]) == ["asymmixer_n2_8", "paramixer_n2_8",
+                                                           "vit_n2_8"]
+    assert "| ViT |" in (out / "sweep.md").read_text()

@@ -29,9 +29,10 @@ from .jobs import Job, run_jobs
 
 #: The λ grid of THEORY §3, from strong penalty to none.
 DEFAULT_LAMBDAS = (10.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 0.0)
-#: Reference families: kind → (family, name in tables).
+#: Reference families: kind → (family, name in tables). ``vit`` is timm's ViT at the Mixers'
+#: size (the ``vit_*`` presets), to read the λ curve against a Transformer.
 REFERENCES = {"sym": ("symmixer", "SymMixer"), "para": ("paramixer", "ParaMixer"),
-              "vanilla": ("vanillamixer", "vanilla Mixer")}
+              "vanilla": ("vanillamixer", "vanilla Mixer"), "vit": ("vit", "ViT")}
 DEFAULT_REFERENCES = ("sym", "para", "vanilla")
 
 
@@ -191,7 +192,7 @@ def format_sweep_md(agg: dict[str, Any]) -> str:
         ratio = r.get("breaking_ratio", math.nan)
         lines.append(line("AsymMixer", f"{r['lambda']:g}", r.get("breaking_init", "xavier"),
                           r, "–" if math.isnan(ratio) else f"{ratio:.3g}"))
-    for kind in ("para", "vanilla"):
+    for kind in ("para", "vanilla", "vit"):
         if kind in refs:
             lines.append(line(REFERENCES[kind][1], "(free)", "–", refs[kind], "–"))
     return "\n".join(lines)
