@@ -162,6 +162,27 @@ def test_image_folder_any_size_and_mode(tmp_path):
     assert tr.images.std() > 10  # real pixels, not zeros
 
 
+def test_a_folder_of_grey_images_loads_as_one_channel(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            Image.fromarray(rng.integers(0, 256, (12, 10), dtype=np.uint8), "L").save(
+                tmp_path / split / cls / "0.png")
+            Image.fromarray(rng.integers(0, 999, (7, 7), dtype=np.uint16)).save(
+                tmp_path / split / cls / "1.png")  # 16-bit grey is grey too
+    assert load_split("imagefolder", True, tmp_path, img_size=8).images.shape == (4, 8, 8, 1)
+    assert load_split("imagefolder", False, tmp_path, img_size=8).images.shape == (4, 8, 8, 1)
+    # an explicit in_chans wins; one colour image makes the folder RGB
+    assert load_split("imagefolder", True, tmp_path, img_size=8, in_chans=3).images.shape[-1] == 3
+    Image.fromarray(rng.integers(0, 256, (5, 5, 3), dtype=np.uint8), "RGB").save(
+        tmp_path / "train" / "b" / "rgb.png")
+    assert load_split("imagefolder", True, tmp_path, img_size=8).images.shape == (5, 8, 8, 3)
+    assert load_split("imagefolder", False, tmp_path, img_size=8).images.shape == (4, 8, 8, 3)
+
+
 def test_image_folder_errors(tmp_path):
     with pytest.raises(HamixerError, match="no train sub-folder"):
         load_split("imagefolder", True, tmp_path)

@@ -126,10 +126,11 @@ def load_split(name: str, train: bool, data_dir: str | Path | None = None,
 
             split = load_cifar(name, root, train)
         else:
-            from .imagefolder import load_image_folder
+            from .imagefolder import folder_channels, load_image_folder
 
+            # the train split decides the channels of both splits (grey folder → 1)
             split = load_image_folder(root, train, img_size or info.img_size,
-                                      in_chans or info.in_chans)
+                                      in_chans or folder_channels(root))
     if split.images.ndim == 3:
         split.images = split.images[..., None]
     if in_chans is not None:

@@ -16,6 +16,8 @@ from .arrays import ArraySplit
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
                   ".pgm")
 TEST_SPLIT_NAMES = ("test", "val", "validation")
+#: PIL modes without colour: a folder of only these trains as one channel.
+GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
 
 
 def _split_dir(root: Path, train: bool) -> Path:
@@ -51,14 +53,39 @@ def _to_mode(img, mode: str):
     return img.convert(mode)
 
 
+def _image_files(folder: Path) -> list[Path]:
+    return [p for p in sorted(folder.rglob("*"))
+            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+
+
+def folder_channels(root: str | Path) -> int:
+    """1 when every training image is grey-scale, else 3: a folder of grey images trains as
+    one channel without the user saying so (only the headers are read)."""
+    from PIL import Image, UnidentifiedImageError
+
+    split = _split_dir(Path(root), True)
+    for cls in list_classes(root):
+        for path in _image_files(split / cls):
+            try:
+                with Image.open(path) as img:
+                    if img.mode not in GREY_MODES:
+                        return 3
+            except (UnidentifiedImageError, OSError, ValueError) as err:
+                raise HamixerError(f"cannot read image {path}: {err}") from None
+    return 1
+
+
 def load_image_folder(root: str | Path, train: bool, img_size: int,
-                      in_chans: int = 3) -> ArraySplit:
-    """Every image under the split's class folders as uint8 ``[N, img_size, img_size, C]``."""
+                      in_chans: int | None = None) -> ArraySplit:
+    """Every image under the split's class folders as uint8 ``[N, img_size, img_size, C]``;
+    ``in_chans`` None: 1 for a folder of grey images, else 3 (:func:`folder_channels`)."""
     from PIL import Image, UnidentifiedImageError
 
     root = Path(root)
     if not root.is_dir():
         raise HamixerError(f"image folder not found: {root}")
+    if in_chans is None:
+        in_chans = folder_channels(root)
     if in_chans not in (1, 3):
         raise HamixerError(f"imagefolder supports 1 or 3 channels, got {in_chans}")
     classes = list_classes(root)
@@ -69,9 +96,7 @@ def load_image_folder(root: str | Path, train: bool, img_size: int,
         folder = split / cls
         if not folder.is_dir():
             continue  # a class may be absent from the test split
-        for path in sorted(folder.rglob("*")):
-            if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
-                continue
+        for path in _image_files(folder):
             try:
                 with Image.open(path) as img:
                     img = _to_mode(img, mode)
