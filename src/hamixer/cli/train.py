@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     summary = run_training(cfg, hooks=hooks, on_epoch=sink)
     record_command(cfg.out)
     write_args(args, cfg.out)
-    pngs = [plot_run_curves(cfg.out)]
+    pngs = [plot_run_curves(cfg.out, cfg.model)]
     if not args.no_symmetry:
         pngs += [plot_run_symmetry(cfg.out), plot_run_symmetry_blocks(cfg.out)]
     if not cfg.quiet:
@@ -96,13 +96,15 @@ def write_args(args: argparse.Namespace, out: str) -> None:
     write_text(Path(out) / "args.yaml", yaml.safe_dump(given, sort_keys=False))
 
 
-def plot_run_curves(out: str) -> str:
-    """``curves.png`` of one run: loss and top-1 per epoch, train and test."""
+def plot_run_curves(out: str, model: str) -> str:
+    """``curves.png`` of one run: loss and top-1 per epoch, train and test; the title names
+    the model and the run's last two path parts (``seed0`` alone says little)."""
     from pathlib import Path
 
     from ..plots import plot_run_curves as draw
     from ..runs import read_metrics
 
     path = Path(out) / "curves.png"
-    draw(read_metrics(out), path, f"{Path(out).name}: loss and top-1 per epoch")
+    run = "/".join(Path(out).resolve().parts[-2:])
+    draw(read_metrics(out), path, f"{model} ({run}): loss and top-1 per epoch")
     return str(path)

@@ -65,27 +65,14 @@ def finished_summary(cfg: TrainConfig) -> dict[str, Any] | None:
     Raises :class:`HamixerError` for a finished run trained with other settings."""
     from ..runs import read_summary
     from ..train.config import load_yaml
-    from ..train.run import RESUMABLE_CHANGES
+    from ..train.run import check_same_config
 
     summary = read_summary(cfg.out or "")
     config_path = Path(cfg.out or "") / "config.yaml"
     if summary is None or summary.get("epochs") != cfg.epochs or not config_path.is_file():
         return None
-    saved = load_yaml(config_path)
-    for key, value in cfg.to_dict().items():
-        if key not in RESUMABLE_CHANGES and key in saved and _plain(saved[key]) != _plain(value):
-            raise HamixerError(f"{cfg.out} was trained with {key}={saved[key]!r}, not "
-                               f"{value!r}; use the same settings or choose another --out")
+    check_same_config(load_yaml(config_path), cfg, cfg.out or "")
     return summary
-
-
-def _plain(value: Any) -> Any:
-    """Tuples and lists alike (YAML and JSON give lists back)."""
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
 
 
 def _result_line(k: int, total: int, label: str, s: dict[str, Any]) -> str:

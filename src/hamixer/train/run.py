@@ -131,7 +131,7 @@ def _resume(cfg: TrainConfig, out: Path, parts: TrainingParts, ctx: DistContext,
     if meta["model"] != cfg.model or meta["dataset"]["name"] != cfg.dataset:
         raise HamixerError(f"{out}: holds {meta['model']} on {meta['dataset']['name']}, "
                            f"not {cfg.model} on {cfg.dataset}")
-    _check_same_config(meta.get("config", {}), cfg, out)
+    check_same_config(meta.get("config", {}), cfg, out)
     weights, ema_weights = split_ema_weights(weights, saved, meta)
     if (parts.ema is None) != (ema_weights is None):
         raise HamixerError(f"{out} was trained {'with' if parts.ema is None else 'without'} "
@@ -157,11 +157,22 @@ def _resume(cfg: TrainConfig, out: Path, parts: TrainingParts, ctx: DistContext,
     return state
 
 
-def _check_same_config(saved: dict[str, Any], cfg: TrainConfig, out: Path) -> None:
+def check_same_config(saved: dict[str, Any], cfg: TrainConfig, out: str | os.PathLike) -> None:
+    """Refuse to continue (or re-use) the run in ``out``, trained with the settings ``saved``,
+    under ``cfg`` when a setting that changes what is computed differs (lists and tuples
+    alike: YAML and JSON give lists back)."""
     for key, value in cfg.to_dict().items():
-        if key not in RESUMABLE_CHANGES and key in saved and saved[key] != value:
+        if key not in RESUMABLE_CHANGES and key in saved and _plain(saved[key]) != _plain(value):
             raise HamixerError(f"{out} was trained with {key}={saved[key]!r}, not {value!r}; "
-                               "resume with the same settings or choose another --out")
+                               "use the same settings or choose another --out")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def _start(cfg: TrainConfig, out: Path, parts: TrainingParts, state: RunState,
