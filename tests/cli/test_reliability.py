@@ -190,15 +190,20 @@ def test_checkpoints_of_another_architecture_or_corrupt_are_refused(tmp_path, ca
     _one_line_error(capsys)
 
 
-def test_torchrun_two_processes_matches_one_process(tmp_path):
+@pytest.mark.parametrize("model", [
+    ["paramixer", "--model-kwargs", "num_blocks=1", "embed_dim=16"],
+    ["vit_tiny_patch16_224", "--model-kwargs", "img_size=8", "patch_size=2", "embed_dim=16",
+     "depth=1", "num_heads=2"],  # a timm model trains data-parallel the same way
+], ids=["paramixer", "timm-vit"])
+def test_torchrun_two_processes_matches_one_process(tmp_path, model):
     """2 CPU processes (gloo) with a global batch of 32 = 1 process with a batch of 32.
 
     Augmentation and drop-path are off: with them each rank draws its own random numbers, so
     the two runs would be equally valid but not equal."""
     from hamixer.cli import main as cli
 
-    args = ["train", "--model", "paramixer", "--dataset", "digits", "--epochs", "2",
-            "--model-kwargs", "num_blocks=1", "embed_dim=16", "--limit-train", "128",
+    args = ["train", "--model", *model, "--dataset", "digits", "--epochs", "2",
+            "--limit-train", "128",
             "--limit-test", "64", "--batch-size", "32", "--threads", "1", "--seed", "1",
             "--quiet"]
     res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
