@@ -231,10 +231,7 @@ def plot_symmetry(series: dict[tuple[int, str, str], list], path: str | os.PathL
                 ax.axhspan(mean - std, mean + std, color="0.6", alpha=0.2, lw=0)
             _symmetry_axes(ax, part, measure, last=r == len(measures) - 1, xlabel="epoch")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0][len(columns) - 1].legend(fontsize=8, loc="best")
-    fig.suptitle(title)
-    fig.tight_layout()
-    save_figure(fig, path)
+    _finish_grid(fig, axes, len(columns), title, path)
 
 
 def plot_symmetry_blocks(values: dict[tuple[str, str], list], path: str | os.PathLike,
@@ -265,7 +262,12 @@ def plot_symmetry_blocks(values: dict[tuple[str, str], list], path: str | os.Pat
                     marker="o", ms=4, label="measured")
             _symmetry_axes(ax, part, measure, last=r == len(measures) - 1, xlabel="block")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0][len(columns) - 1].legend(fontsize=8, loc="best")
+    _finish_grid(fig, axes, len(columns), title, path)
+
+
+def _finish_grid(fig: Figure, axes: Any, n_columns: int, title: str,
+                 path: str | os.PathLike) -> None:
+    axes[0][n_columns - 1].legend(fontsize=8, loc="best")
     fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, path)

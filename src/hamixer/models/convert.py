@@ -380,15 +380,22 @@ def load_external(model: nn.Module, source: Mapping[str, Tensor] | str | os.Path
     return layout
 
 
-def _load_strict(model: nn.Module, state: Mapping[str, Tensor], source: Any) -> None:
-    where = source if isinstance(source, (str, os.PathLike)) else "the state dict"
+def load_state_dict_strict(model: nn.Module, state: Mapping[str, Tensor]) -> str | None:
+    """``model.load_state_dict(state, strict=True)``; None when it fits, else the line of
+    torch's error that says what does not (for a one-line message)."""
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
         lines = [x.strip() for x in str(err).splitlines() if x.strip()]
-        detail = lines[1] if len(lines) > 1 else lines[0]
-        raise ConfigError(f"{where}: weights do not fit {_name(model)} "
-                          f"({detail[:200]})") from None
+        return (lines[1] if len(lines) > 1 else lines[0])[:200]
+    return None
+
+
+def _load_strict(model: nn.Module, state: Mapping[str, Tensor], source: Any) -> None:
+    where = source if isinstance(source, (str, os.PathLike)) else "the state dict"
+    detail = load_state_dict_strict(model, state)
+    if detail is not None:
+        raise ConfigError(f"{where}: weights do not fit {_name(model)} ({detail})")
 
 
 def fitting_kwargs(source: Mapping[str, Tensor] | str | os.PathLike, layout: str = "auto"

@@ -225,13 +225,12 @@ def load_model(path: str | os.PathLike, prefer: str = "best",
 def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], meta: dict[str, Any]
                  ) -> None:
     """``model.load_state_dict`` with a one-line error when the checkpoint does not fit."""
-    try:
-        model.load_state_dict(weights, strict=True)
-    except RuntimeError as err:
-        lines = [x.strip() for x in str(err).splitlines() if x.strip()]
-        detail = lines[1] if len(lines) > 1 else lines[0]
+    from ..models.convert import load_state_dict_strict
+
+    detail = load_state_dict_strict(model, weights)
+    if detail is not None:
         raise HamixerError(f"{meta.get('path', 'checkpoint')}: weights of {meta['model']} do "
-                           f"not fit this model ({detail[:200]})") from None
+                           f"not fit this model ({detail})")
 
 
 def split_ema_weights(weights: dict[str, torch.Tensor], state: dict[str, torch.Tensor],
