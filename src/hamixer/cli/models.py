@@ -18,8 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
-    from ..models import create_model, list_models
-    from ..models.summary import summarize
+    from ..models import list_models
+    from ..models.summary import summarize_by_name
 
     names = list_models(args.pattern)
     if not names:
@@ -27,13 +27,7 @@ def run(args: argparse.Namespace) -> int:
     if args.names_only:
         print("\n".join(names))
         return 0
-    import torch
-
-    rows = []
-    for name in names:
-        with torch.device("meta"):  # shapes only: no weights are allocated or initialised
-            model = create_model(name)
-        rows.append(summarize(name, model).as_dict())
+    rows = [summarize_by_name(name).as_dict() for name in names]  # shapes only, no weights
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
