@@ -124,7 +124,8 @@ def test_sweep_and_report(tmp_path, capsys):
     assert "## Comparison: digits" in text and "## λ sweep: digits" in text
     assert "## Training run: paramixer_n2_8" in text and "hamixer sweep --lambdas" in text
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
-    assert len(links) >= 5  # curves, two per-model symmetry plots, sweep, one run's symmetry
+    assert len(links) >= 6  # curves, two per-model symmetry plots, sweep, one run's two
+    assert "weight symmetry per block beside the untrained layers" in text
     for link in links:
         assert (report.parent / link).stat().st_size > 10_000, link
     assert main(["report", str(tmp_path / "nothing"), "--out", str(report)]) == 2

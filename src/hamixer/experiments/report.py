@@ -236,8 +236,11 @@ def section_training(run_dir: Path, figs: _Figures) -> str:
             parts.append(format_symmetry_table(mlp_rows) + "\n")
         if attention_rows := attention_rows_from_flat(last):
             parts.append(format_attention_table(attention_rows) + "\n")
-        parts.append(_symmetry_png(run_dir, figs, f"{run_dir.parent.name}-{run_dir.name}",
+        label = f"{run_dir.parent.name}-{run_dir.name}"
+        parts.append(_symmetry_png(run_dir, figs, label,
                                    f"weight symmetry during training: {title}"))
+        parts.append(figs.add(run_dir / "symmetry-blocks.png", label,  # "" when absent
+                              f"weight symmetry per block beside the untrained layers: {title}"))
     elif (run_dir / "last.json").is_file():
         from ..train.checkpoint import load_model
         from .symmetry import model_attention_symmetry, model_symmetry
