@@ -67,20 +67,13 @@ def model_from_args(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
 
 def pretrained_model(name: str, kwargs: dict[str, Any]) -> Any:
-    """``timm.create_model(name, pretrained=True)``; a failed download is a one-line
+    """``create_model(name, pretrained=True)`` (arguments checked, hamixer's own names
+    refused: they have no published weights); a failed download is a one-line
     :class:`ConfigError` naming the host that could not be reached."""
-    import timm
-
-    from ..errors import closest
     from ..models import create_model
-    from ..models.registry import MODEL_CONFIGS
 
-    if name in MODEL_CONFIGS:  # hamixer's own: the registry says there are no such weights
-        return create_model(name, pretrained=True, **kwargs)
-    if not timm.is_model(name):
-        raise ConfigError(f"unknown model {name!r}{closest(name, timm.list_models())}")
     try:
-        return timm.create_model(name, pretrained=True, **kwargs)
+        return create_model(name, pretrained=True, **kwargs)
     except OSError as err:  # the hub's and urllib's failures are OSErrors
         raise ConfigError(f"cannot download pretrained weights for {name}: "
                           f"{_weights_host(name)} unreachable ({_why(err)}); pass "
