@@ -22,3 +22,14 @@ def test_the_counts_are_those_of_the_weights():
     model = create_model("paramixer_t4_28")
     assert summarize_by_name("paramixer_t4_28").params == sum(
         p.numel() for p in model.parameters())
+
+
+def test_a_block_iterated_n_times_counts_every_application():
+    from hamixer.models.summary import count_macs_by_module
+
+    def block_macs(n_iter):
+        with torch.device("meta"):
+            model = create_model("symmixer_n2_8", n_iter=n_iter)
+        return count_macs_by_module(model, (1, 8, 8))["HamMixer.blocks.0"]
+
+    assert block_macs(3) == 3 * block_macs(1) > 0

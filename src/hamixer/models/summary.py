@@ -2,8 +2,9 @@
 
 A Mixer's blocks are identical in shape, so a model of ``num_blocks`` blocks costs its stem,
 norm and head plus ``num_blocks`` times one block: :func:`summarize_by_name` builds the model
-with one block on the meta device (no weights are allocated) and counts that block once,
-which lists the whole registry, up to 228 M parameters, in the time of a few small models.
+with one block on the meta device (no weights are allocated) and runs it once, reading the
+block's share from the per-module counts, which lists the whole registry, up to 228 M
+parameters, in the time of a few small models.
 """
 
 from __future__ import annotations
@@ -31,15 +32,22 @@ def count_params(model: nn.Module, trainable_only: bool = False) -> int:
 
 
 @torch.no_grad()
-def count_macs(model: nn.Module, input_size: tuple[int, ...]) -> int:
-    """Multiply-accumulates of one forward pass on one input (matmuls and convolutions)."""
+def count_macs_by_module(model: nn.Module, input_size: tuple[int, ...]) -> dict[str, int]:
+    """Multiply-accumulates of one forward pass on one input (matmuls and convolutions):
+    ``"Global"`` for the whole pass, and one entry per module that did any, named
+    ``ClassName.path.to.module`` (a module called several times counts every call)."""
     was_training = model.training
     model.eval()
     x = torch.zeros(1, *input_size, device=next(model.parameters()).device)
     with FlopCounterMode(display=False) as counter:
         model(x)
     model.train(was_training)
-    return counter.get_total_flops() // 2
+    return {name: sum(by_op.values()) // 2 for name, by_op in counter.get_flop_counts().items()}
+
+
+def count_macs(model: nn.Module, input_size: tuple[int, ...]) -> int:
+    """Multiply-accumulates of one forward pass on one input (matmuls and convolutions)."""
+    return count_macs_by_module(model, input_size).get("Global", 0)
 
 
 def summarize(name: str, model: nn.Module) -> ModelSummary:
@@ -59,10 +67,11 @@ def summarize_by_name(name: str) -> ModelSummary:
     blocks = MODEL_CONFIGS.get(name, {}).get("num_blocks", 1)
     with torch.device("meta"):
         model = create_model(name, num_blocks=1) if blocks > 1 else create_model(name)
-    whole = summarize(name, model)
     if blocks == 1 or not isinstance(model, HamMixer):
-        return whole
-    block = model.blocks[0]
-    block_macs = count_macs(block, (model.seq_len, model.embed_dim)) * model.n_iter
-    return ModelSummary(name, whole.params + (blocks - 1) * count_params(block),
-                        whole.gmacs + (blocks - 1) * block_macs / 1e9, whole.input_size)
+        return summarize(name, model)
+    input_size = tuple(model.pretrained_cfg["input_size"])
+    macs = count_macs_by_module(model, input_size)  # one pass: the whole and its one block
+    block_macs = macs[f"{type(model).__name__}.blocks.0"]  # all n_iter applications
+    params = count_params(model) + (blocks - 1) * count_params(model.blocks[0])
+    return ModelSummary(name, params, (macs["Global"] + (blocks - 1) * block_macs) / 1e9,
+                        input_size)
