@@ -18,6 +18,6 @@ run: install
 	$(BIN)/hamixer compare --dataset digits
 
 test: install
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
