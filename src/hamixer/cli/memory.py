@@ -19,8 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--dataset", choices=("digits", "fashion-mnist"), default="digits")
     t.add_argument("--data-dir", default=None,
                    help="folder with IDX files (train-images-idx3-ubyte[.gz], ...); default "
-                        "for fashion-mnist: $HAMIXER_DATA_DIR/fashion-mnist or "
-                        "../shared/data/fashion-mnist")
+                        "for fashion-mnist: $HAMIXER_DATA_DIR/fashion-mnist")
     t.add_argument("--epochs", type=int, default=None,
                    help=f"default: {DEFAULT_EPOCHS['digits']} (digits), "
                         f"{DEFAULT_EPOCHS['fashion-mnist']} (fashion-mnist)")
