@@ -122,6 +122,9 @@ def test_sweep_and_report(tmp_path, capsys):
                  str(sweep / "paramixer_n2_8" / "seed0"), "--out", str(report)]) == 0
     text = report.read_text()
     assert "## Comparison: digits" in text and "## λ sweep: digits" in text
+    # the sweep's models are named as trained (its default references include no ViT)
+    assert ("models asymmixer_n2_8, symmixer_n2_8, paramixer_n2_8, vanillamixer_n2_8." in text
+            and "vit" not in text)
     assert "## Training run: paramixer_n2_8" in text and "hamixer sweep --lambdas" in text
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert len(links) >= 6  # curves, two per-model symmetry plots, sweep, one run's two

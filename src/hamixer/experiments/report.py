@@ -137,13 +137,20 @@ def _init_row(run_dir: Path) -> dict[str, Any] | None:
 
 
 # ------------------------------------------------------------------------------- sections
+def _sweep_models(data: dict) -> str:
+    """The registered names the sweep trained, in its order (``models`` maps every role)."""
+    trained = {r.get("model") for r in data.get("records") or []}
+    names = dict.fromkeys((data.get("models") or {}).values())
+    return ", ".join(n for n in names if not trained or n in trained)
+
+
 def section_sweep(run_dir: Path, figs: _Figures) -> str:
     from .sweep import format_sweep_md
 
     data = _load_json(run_dir / "sweep.json")
     parts = [f"## λ sweep: {data.get('dataset')} ({run_dir})\n",
              f"{data.get('epochs')} epochs, batch {data.get('batch_size')}, seeds "
-             f"{', '.join(map(str, data.get('seeds', [])))}; models {data.get('models')}.\n",
+             f"{', '.join(map(str, data.get('seeds', [])))}; models {_sweep_models(data)}.\n",
              format_sweep_md(data["aggregate"]) + "\n",
              figs.add(run_dir / "sweep.png", run_dir.name, "accuracy and ‖W̃‖/‖W1ᵀ‖ vs λ"),
              _command_block(data.get("command")), _versions_line(data.get("versions"))]
