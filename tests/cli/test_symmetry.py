@@ -110,7 +110,7 @@ def test_sweep_and_report(tmp_path, capsys):
 
     cmp_dir = tmp_path / "cmp"
     assert main(["compare", "--models", "paramixer,symmixer", "--init", "symmetric",
-                 "--epochs", "1", "--out", str(cmp_dir), *TINY]) == 0
+                 "--epochs", "1", "--seeds", "0,1", "--out", str(cmp_dir), *TINY]) == 0
     res = json.loads((cmp_dir / "results.json").read_text())
     assert res["command"].startswith("hamixer compare")
     assert res["runs"]["paramixer_n2_8"][0]["model_kwargs"]["init"] == "symmetric"
@@ -122,6 +122,12 @@ def test_sweep_and_report(tmp_path, capsys):
                  str(sweep / "paramixer_n2_8" / "seed0"), "--out", str(report)]) == 0
     text = report.read_text()
     assert "## Comparison: digits" in text and "## λ sweep: digits" in text
+    # the symmetry of a comparison over its two seeds: mean ± std, epoch 0 and the end
+    assert "Weight symmetry (mean ± std over seeds 0, 1)" in text
+    para_rows = [ln for ln in text.splitlines()
+                 if ln.startswith("| paramixer_n2_8 (init symmetric) |")]
+    assert len(para_rows) == 2 and "| 0 | 1.000 ± 0.000 / 1.000 ± 0.000 |" in para_rows[0]
+    assert para_rows[1].count(" ± ") >= 6
     # the sweep's models are named as trained (its default references include no ViT)
     assert ("models asymmixer_n2_8, symmixer_n2_8, paramixer_n2_8, vanillamixer_n2_8." in text
             and "vit" not in text)

@@ -217,3 +217,17 @@ def test_report_means_table_for_mixers_and_vits():
     table = symmetry_means_table([("vit", {**vit, "epoch": 5}, vit)])
     assert "cos(W2, W1ᵀ) mlp" in table and "‖M_sym‖/‖M‖ (QK) attn" in table
     assert table.count("| vit |") == 2 and "W̃" not in table
+
+
+def test_mean_over_seeds_of_metrics_rows():
+    from hamixer.experiments.report import mean_over_seeds, symmetry_means_table
+
+    a = {"epoch": 10, "test_acc": 90.0, "sym/mean.token.cosine": 0.5}
+    b = {"epoch": 10, "test_acc": 91.0, "sym/mean.token.cosine": 0.7}
+    assert mean_over_seeds([a]) is a
+    row = mean_over_seeds([a, b])
+    assert row["epoch"] == 10 and row["test_acc"] == 90.0  # not a symmetry measure: seed 0's
+    mean, std = row["sym/mean.token.cosine"]
+    assert mean == pytest.approx(0.6) and std == pytest.approx(math.sqrt(0.02))
+    table = symmetry_means_table([("m", row, None)])
+    assert "| m | 10 | 0.600 ± 0.141 / – |" in table

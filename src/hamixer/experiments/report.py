@@ -82,9 +82,26 @@ def _versions_line(v: dict[str, str] | None) -> str:
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
+    if isinstance(v, tuple):  # (mean, std) over seeds
+        return f"{_fmt(v[0], digits)} ± {_fmt(v[1], digits)}"
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
     return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def mean_over_seeds(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One metrics row from the same epoch of several seeds: each ``sym/`` measure becomes
+    (mean, sample std); other keys come from the first row. One row is returned as it is."""
+    if len(rows) == 1:
+        return rows[0]
+    out = dict(rows[0])
+    for key in rows[0]:
+        vals = [r.get(key) for r in rows]
+        if key.startswith("sym/") and all(isinstance(v, (int, float)) for v in vals):
+            mean = sum(vals) / len(vals)
+            std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
+            out[key] = (mean, std)
+    return out
 
 
 def _last_symmetry(run_dir: Path) -> dict[str, Any] | None:
@@ -167,17 +184,12 @@ def section_compare(run_dir: Path, figs: _Figures) -> str:
              f"{', '.join(map(str, seeds))}; same seed, data order and budget for every model.\n",
              format_table(data["models"], len(seeds)) + "\n",
              figs.add(run_dir / "curves.png", run_dir.name, "test accuracy per epoch")]
-    sym_rows = []
-    for r in data["models"]:
-        sub = run_dir / r["model"] / f"seed{seeds[0]}" if seeds else None
-        last = _last_symmetry(sub) if sub else None
-        if last:
-            init = (data.get("runs", {}).get(r["model"]) or [{}])[0].get("model_kwargs", {})
-            name = r["model"] + (" (init symmetric)" if init.get("init") == "symmetric" else "")
-            sym_rows.append((name, last, _init_row(sub)))
+    sym_rows = [row for r in data["models"] if (row := _seeds_symmetry(run_dir, data, r["model"]))]
     if sym_rows:
-        parts.append(f"Weight symmetry (seed {seeds[0]}), mean over blocks, at epoch 0 "
-                     "(initialisation) and at the end:\n")
+        over = (f"seed {seeds[0]}" if len(seeds) == 1 else
+                f"mean ± std over seeds {', '.join(map(str, seeds))}")
+        parts.append(f"Weight symmetry ({over}), mean over blocks, at epoch 0 "
+                     f"(initialisation) and at the end; figures: seed {seeds[0]}:\n")
         parts.append(symmetry_means_table(sym_rows) + "\n")
         for r in data["models"]:
             name = r["model"]
@@ -188,6 +200,25 @@ def section_compare(run_dir: Path, figs: _Figures) -> str:
     parts += [_command_block(data.get("command") or _read_command(run_dir)),
               _versions_line(first.get("versions"))]
     return "\n".join(p for p in parts if p)
+
+
+def _seeds_symmetry(run_dir: Path, data: dict, model: str
+                    ) -> tuple[str, dict[str, Any], dict[str, Any] | None] | None:
+    """(name, final row, epoch-0 row) of one model of a comparison, over the seeds that
+    logged the measures (mean ± std where there are several)."""
+    lasts, inits = [], []
+    for seed in data.get("seeds", []):
+        sub = run_dir / model / f"seed{seed}"
+        if last := _last_symmetry(sub):
+            lasts.append(last)
+            if init := _init_row(sub):
+                inits.append(init)
+    if not lasts:
+        return None
+    kwargs = (data.get("runs", {}).get(model) or [{}])[0].get("model_kwargs", {})
+    name = model + (" (init symmetric)" if kwargs.get("init") == "symmetric" else "")
+    init_row = mean_over_seeds(inits) if len(inits) == len(lasts) else None
+    return name, mean_over_seeds(lasts), init_row
 
 
 def _read_command(run_dir: Path) -> str | None:
