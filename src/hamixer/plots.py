@@ -197,6 +197,49 @@ def plot_sweep(agg: dict[str, Any], path: str | os.PathLike, metric: str = "best
     save_figure(fig, path)
 
 
+#: Line styles of the W̃ starts (the colour is λ's) and of the references (in black).
+_INIT_STYLES = {"xavier": ("o", "-"), "zero": ("s", "--"), "free": ("^", ":")}
+_REFERENCE_STYLES = {"SymMixer": (0, (5, 2)), "ParaMixer": (0, (1, 1)),
+                     "vanilla Mixer": (0, (3, 1, 1, 1)), "ViT": (0, (6, 3))}
+
+
+def plot_sweep_epochs(asym: dict[tuple[float, str], dict[str, list[float]]],
+                      refs: dict[str, list[float]], path: str | os.PathLike,
+                      title: str) -> None:
+    """Two panels against epoch: ‖W̃‖/‖W1ᵀ‖ of each AsymMixer run (from its start, log
+    axis) and the test accuracy of every run. Colour: λ; marker and line: where W̃ started;
+    references in black."""
+    fig = Figure(figsize=(12, 4.5))
+    ax1, ax2 = fig.subplots(1, 2)
+    lams = sorted({lam for lam, _ in asym}, reverse=True)
+    for (lam, init), s in asym.items():
+        marker, ls = _INIT_STYLES.get(init, ("o", "-"))
+        style = dict(marker=marker, ls=ls, markersize=3, color=f"C{lams.index(lam) % 10}",
+                     label=f"λ = {lam:g}, W̃ {init}")
+        ax1.plot(range(len(s["ratio"])), s["ratio"], **style)
+        ax2.plot(range(1, len(s["acc"]) + 1), s["acc"], **style)
+    for label, acc in refs.items():
+        ax2.plot(range(1, len(acc) + 1), acc, color="k", lw=1,
+                 ls=_REFERENCE_STYLES.get(label, "--"), label=label)
+    ax1.set_yscale("log")
+    ax1.set_ylabel("‖W̃‖ / ‖W1ᵀ‖ (mean over blocks and MLPs)")
+    ax1.set_title("size of the symmetry-breaking matrix")
+    ax2.set_ylabel("test top-1 (%)")
+    ax2.set_title("accuracy")
+    every = [v for s in asym.values() for v in s["acc"]] + [v for a in refs.values() for v in a]
+    if every:  # the first epoch, far below, would flatten the differences at the end
+        late = sorted(every)[len(every) // 4]
+        ax2.set_ylim(math.floor(late) - 1, math.ceil(max(every)) + 0.5)
+    for ax in (ax1, ax2):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
 def plot_symmetry(series: dict[tuple[int, str, str], list], path: str | os.PathLike,
                   title: str = "weight symmetry during training",
                   references: dict[tuple[str, str], list] | None = None) -> None:

@@ -106,6 +106,7 @@ def test_sweep_and_report(tmp_path, capsys):
     assert [r["lambda"] for r in data["aggregate"]["asym"]] == [0.01, 0.0]
     assert "| AsymMixer | 0.01 |" in (sweep / "sweep.md").read_text()
     assert (sweep / "sweep.png").stat().st_size > 10_000
+    assert (sweep / "sweep-epochs.png").stat().st_size > 10_000
     assert (sweep / "asymmixer_n2_8-lambda0" / "seed0" / "symmetry.png").is_file()
 
     cmp_dir = tmp_path / "cmp"

@@ -32,3 +32,53 @@ def test_markdown_and_plot(tmp_path):
     out = tmp_path / "sweep.png"
     plot_sweep(agg, out)
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_ends_meet_their_references_within_one_std():
+    from hamixer.experiments.sweep import format_ends_md
+
+    recs = _records()
+    for r in recs:  # λ = 0 one point below ParaMixer, with a seed spread of 2 points
+        if r["kind"] == "asym" and r["lambda"] == 0.0:
+            r["best_acc"] = 89 + (2.0 if r["seed"] else -2.0) / 2 ** 0.5
+    lines = format_ends_md(aggregate(recs)).splitlines()
+    assert lines[0] == "| λ | W̃ start | reference | Δ best top-1 (points) | meets it |"
+    # λ = 1 (81.5 vs SymMixer 80.5, σ 0.71): no; λ = 1e-3 is not an end; λ = 0 (89 vs 90.5,
+    # σ 2): yes
+    assert lines[2:] == ["| 1 | xavier | SymMixer | +1.00 | no (σ = 0.71) |",
+                         "| 0 | xavier | ParaMixer | -1.50 | yes (σ = 2.00) |"]
+    one_seed = [r for r in recs if r["seed"] == 0]
+    assert "– (one seed)" in format_ends_md(aggregate(one_seed))
+    assert format_ends_md(aggregate([r for r in recs if r["kind"] == "asym"])) == ""
+
+
+def test_epoch_series_from_run_directories(tmp_path):
+    import json
+
+    from hamixer.experiments.sweep import epoch_series
+    from hamixer.plots import plot_sweep_epochs
+
+    recs = []
+    for seed in (0, 1):
+        for kind, lam, init in (("asym", 0.0, "free"), ("asym", 0.0, "zero"),
+                                ("para", None, "xavier")):
+            out = tmp_path / f"{kind}{lam}{init}{seed}"
+            out.mkdir()
+            rows = [{"epoch": e, "test_acc": 80.0 + e + seed,
+                     "sym/mean.token.breaking_ratio": 0.1 * e,
+                     "sym/mean.channel.breaking_ratio": 0.3 * e} for e in (1, 2)]
+            (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+            if kind == "asym":
+                (out / "init_metrics.json").write_text(json.dumps(
+                    {"epoch": 0, "sym/mean.token.breaking_ratio": 0.0,
+                     "sym/mean.channel.breaking_ratio": 0.0}))
+            recs.append({"kind": kind, "lambda": lam, "breaking_init": init, "seed": seed,
+                         "out": str(out)})
+    asym, refs = epoch_series(recs)
+    assert set(asym) == {(0.0, "free"), (0.0, "zero")} and list(refs) == ["ParaMixer"]
+    assert asym[(0.0, "free")]["ratio"] == pytest.approx([0.0, 0.2, 0.4])
+    assert asym[(0.0, "free")]["acc"] == pytest.approx([81.5, 82.5])
+    assert refs["ParaMixer"] == pytest.approx([81.5, 82.5])
+    png = tmp_path / "epochs.png"
+    plot_sweep_epochs(asym, refs, png, "t")
+    assert png.read_bytes()[:4] == b"\x89PNG"

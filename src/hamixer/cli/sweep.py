@@ -102,5 +102,6 @@ def run(args: argparse.Namespace) -> int:
                               f"(valid: {', '.join(SIZES)})")
     res = run_sweep(base, plan, out, size=args.size, symmetry=not args.no_symmetry,
                     command=command_line(), jobs=args.jobs)
-    finish(out, res["table"], ("sweep.json", "sweep.md", "sweep.png"))
+    ends = f"\n\n{res['ends']}" if res["ends"] else ""
+    finish(out, res["table"] + ends, ("sweep.json", "sweep.md", "sweep.png", "sweep-epochs.png"))
     return 0

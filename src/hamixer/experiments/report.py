@@ -162,14 +162,20 @@ def _sweep_models(data: dict) -> str:
 
 
 def section_sweep(run_dir: Path, figs: _Figures) -> str:
-    from .sweep import format_sweep_md
+    from .sweep import format_ends_md, format_sweep_md
 
     data = _load_json(run_dir / "sweep.json")
+    ends = format_ends_md(data["aggregate"])
     parts = [f"## λ sweep: {data.get('dataset')} ({run_dir})\n",
              f"{data.get('epochs')} epochs, batch {data.get('batch_size')}, seeds "
              f"{', '.join(map(str, data.get('seeds', [])))}; models {_sweep_models(data)}.\n",
              format_sweep_md(data["aggregate"]) + "\n",
+             ("The ends against their references (λ ≥ 1: SymMixer, λ = 0: ParaMixer; an end "
+              "meets its reference within one standard deviation over seeds):\n\n"
+              + ends + "\n") if ends else "",
              figs.add(run_dir / "sweep.png", run_dir.name, "accuracy and ‖W̃‖/‖W1ᵀ‖ vs λ"),
+             figs.add(run_dir / "sweep-epochs.png", run_dir.name,
+                      "‖W̃‖/‖W1ᵀ‖ and accuracy per epoch"),
              _command_block(data.get("command")), _versions_line(data.get("versions"))]
     return "\n".join(p for p in parts if p)
 

@@ -15,14 +15,16 @@ A run record is a dict with ``kind`` (``"asym"``, or a reference: ``"sym"``, ``"
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
+import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..io import write_json, write_text
-from ..plots import plot_sweep
+from ..plots import plot_sweep, plot_sweep_epochs
 from ..runs import format_mean_std, mean_std, read_metrics
 from ..train.config import TrainConfig
 from .jobs import Job, run_jobs
@@ -93,7 +95,8 @@ def final_breaking_ratio(run_dir: str | os.PathLike) -> float:
 def run_sweep(base: TrainConfig, plan: SweepPlan, out: Path, symmetry: bool = True,
               command: str | None = None, jobs: int = 1, size: str | None = None,
               log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train the sweep; write ``sweep.json``, ``sweep.md`` and ``sweep.png`` into ``out``.
+    """Train the sweep; write ``sweep.json``, ``sweep.md`` (with the ends against their
+    references), ``sweep.png`` (against λ) and ``sweep-epochs.png`` (per epoch) into ``out``.
 
     ``size`` (e.g. ``"m4_28"``) picks the registered size of every model; by default, the
     one that fits the dataset."""
@@ -138,12 +141,16 @@ def run_sweep(base: TrainConfig, plan: SweepPlan, out: Path, symmetry: bool = Tr
               + (f" (0 < λ < 1: {', '.join(map(str, plan.mid_seeds))})"
                  if plan.mid_seeds is not None else "") + "\n\n")
     footer = f"\n\nCommand: `{command}`\n" if command else "\n"
-    write_text(out / "sweep.md", header + table + footer)
+    ends = format_ends_md(agg)
+    write_text(out / "sweep.md", header + table + (f"\n\n{ends}" if ends else "") + footer)
     n_seeds = len(plan.seeds)
+    seeds_text = f"{n_seeds} seed{'s' if n_seeds > 1 else ''}"
     plot_sweep(agg, out / "sweep.png",
                title=f"{size['asym']} on {base.dataset}: accuracy vs penalty λ "
-                     f"({base.epochs} epochs, {n_seeds} seed{'s' if n_seeds > 1 else ''})")
-    return {"records": records, "aggregate": agg, "table": table}
+                     f"({base.epochs} epochs, {seeds_text})")
+    plot_sweep_epochs(*epoch_series(records), out / "sweep-epochs.png",
+                      title=f"{size['asym']} on {base.dataset}, per epoch (mean over seeds)")
+    return {"records": records, "aggregate": agg, "table": table, "ends": ends}
 
 
 # ------------------------------------------------------------------------ aggregation
@@ -196,6 +203,71 @@ def format_sweep_md(agg: dict[str, Any]) -> str:
         if kind in refs:
             lines.append(line(REFERENCES[kind][1], "(free)", "–", refs[kind], "–"))
     return "\n".join(lines)
+
+
+def format_ends_md(agg: dict[str, Any]) -> str:
+    """The ends of the λ range against the reference each should meet (THEORY §3): λ ≥ 1
+    against SymMixer, λ = 0 against ParaMixer (the same function class). An end *meets* its
+    reference when the difference of the mean best accuracies is at most one standard
+    deviation over seeds (the larger of the two); with one seed that cannot be said."""
+    refs = agg["reference"]
+    lines = []
+    for r in agg["asym"]:
+        ref_kind = "sym" if r["lambda"] >= 1 else "para" if r["lambda"] == 0 else None
+        ref = refs.get(ref_kind) if ref_kind else None
+        if ref is None:
+            continue
+        delta = r["best_acc"] - ref["best_acc"]
+        sigma = max(r["best_acc_std"], ref["best_acc_std"])
+        n = min(r["n_seeds"], ref["n_seeds"])
+        verdict = ("– (one seed)" if n < 2 else
+                   f"{'yes' if abs(delta) <= sigma else 'no'} (σ = {sigma:.2f})")
+        lines.append(f"| {r['lambda']:g} | {r.get('breaking_init', 'xavier')} | "
+                     f"{REFERENCES[ref_kind][1]} | {delta:+.2f} | {verdict} |")
+    if not lines:
+        return ""
+    return "\n".join(["| λ | W̃ start | reference | Δ best top-1 (points) | meets it |",
+                      "|---:|---|---|---:|---|", *lines])
+
+
+def epoch_series(records: Sequence[dict[str, Any]]) -> tuple[
+        dict[tuple[float, str], dict[str, list[float]]], dict[str, list[float]]]:
+    """Per epoch, mean over seeds: for each AsymMixer (λ, W̃ start) ``{"ratio": ‖W̃‖/‖W1ᵀ‖
+    from epoch 0, "acc": test top-1 from epoch 1}``; for each reference (by its name in
+    tables) its test top-1."""
+    keys = [f"sym/mean.{p}.breaking_ratio" for p in ("token", "channel")]
+
+    def ratio(row: dict[str, Any]) -> float:
+        vals = [row[k] for k in keys if k in row]
+        return sum(vals) / len(vals) if vals else math.nan
+
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for r in records:
+        label = (REFERENCES[r["kind"]][1] if r["kind"] != "asym" else
+                 (r["lambda"], r.get("breaking_init", "xavier")))
+        groups.setdefault(label, []).append(r)
+    asym, refs = {}, {}
+    for label, runs in groups.items():
+        per_seed = [read_metrics(r["out"]) for r in runs if r.get("out")]
+        per_seed = [rows for rows in per_seed if rows]
+        if not per_seed:
+            continue
+        n = min(len(rows) for rows in per_seed)
+        acc = [statistics.fmean(rows[i]["test_acc"] for rows in per_seed) for i in range(n)]
+        if runs[0]["kind"] != "asym":
+            refs[label] = acc
+            continue
+        inits = [_read_init(r["out"]) for r in runs if r.get("out")]
+        start = ([statistics.fmean(ratio(i) for i in inits)]
+                 if inits and all(inits) else [math.nan])
+        asym[label] = {"ratio": start + [statistics.fmean(ratio(rows[i]) for rows in per_seed)
+                                         for i in range(n)], "acc": acc}
+    return asym, refs
+
+
+def _read_init(run_dir: str) -> dict[str, Any] | None:
+    path = Path(run_dir) / "init_metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 # ------------------------------------------------------------------------------ figure
