@@ -123,6 +123,10 @@ def test_sweep_and_report(tmp_path, capsys):
                  str(sweep / "paramixer_n2_8" / "seed0"), "--out", str(report)]) == 0
     text = report.read_text()
     assert "## Comparison: digits" in text and "## λ sweep: digits" in text
+    # the sweep's section: the λ = 0 end against ParaMixer, the free references' symmetry
+    assert "| 0 | xavier | ParaMixer |" in text and "– (one seed) |" in text
+    assert "Weight symmetry of the free references (one seed)" in text
+    assert "| vanillamixer_n2_8 | 1 |" in text
     # the symmetry of a comparison over its two seeds: mean ± std, epoch 0 and the end
     assert "Weight symmetry (mean ± std over seeds 0, 1)" in text
     para_rows = [ln for ln in text.splitlines()

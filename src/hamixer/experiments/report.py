@@ -176,8 +176,25 @@ def section_sweep(run_dir: Path, figs: _Figures) -> str:
              figs.add(run_dir / "sweep.png", run_dir.name, "accuracy and ‖W̃‖/‖W1ᵀ‖ vs λ"),
              figs.add(run_dir / "sweep-epochs.png", run_dir.name,
                       "‖W̃‖/‖W1ᵀ‖ and accuracy per epoch"),
+             _sweep_references_symmetry(run_dir, data),
              _command_block(data.get("command")), _versions_line(data.get("versions"))]
     return "\n".join(p for p in parts if p)
+
+
+def _sweep_references_symmetry(run_dir: Path, data: dict) -> str:
+    """The free references' weight symmetry (the default start of finding 3), over seeds."""
+    seeds: dict[str, list[int]] = {}
+    for r in data.get("records") or []:
+        if r.get("kind") in ("para", "vanilla", "vit"):
+            seeds.setdefault(r["model"], []).append(r["seed"])
+    rows = [row for model, ss in seeds.items() if (row := symmetry_over_runs(
+        model, [run_dir / model / f"seed{s}" for s in ss]))]
+    if not rows:
+        return ""
+    n = max(len(ss) for ss in seeds.values())
+    over = "one seed" if n == 1 else "mean ± std over seeds"
+    return (f"Weight symmetry of the free references ({over}), mean over blocks, at epoch 0 "
+            f"and at the end:\n\n{symmetry_means_table(rows)}\n")
 
 
 def section_compare(run_dir: Path, figs: _Figures) -> str:
@@ -210,19 +227,24 @@ def section_compare(run_dir: Path, figs: _Figures) -> str:
 
 def _seeds_symmetry(run_dir: Path, data: dict, model: str
                     ) -> tuple[str, dict[str, Any], dict[str, Any] | None] | None:
-    """(name, final row, epoch-0 row) of one model of a comparison, over the seeds that
-    logged the measures (mean ± std where there are several)."""
+    """(name, final row, epoch-0 row) of one model of a comparison, over its seeds."""
+    kwargs = (data.get("runs", {}).get(model) or [{}])[0].get("model_kwargs", {})
+    name = model + (" (init symmetric)" if kwargs.get("init") == "symmetric" else "")
+    return symmetry_over_runs(name, [run_dir / model / f"seed{s}" for s in data.get("seeds", [])])
+
+
+def symmetry_over_runs(name: str, run_dirs: list[Path]
+                       ) -> tuple[str, dict[str, Any], dict[str, Any] | None] | None:
+    """(name, final row, epoch-0 row) over the runs (seeds) that logged the symmetry
+    measures, mean ± std where there are several; None if none did."""
     lasts, inits = [], []
-    for seed in data.get("seeds", []):
-        sub = run_dir / model / f"seed{seed}"
+    for sub in run_dirs:
         if last := _last_symmetry(sub):
             lasts.append(last)
             if init := _init_row(sub):
                 inits.append(init)
     if not lasts:
         return None
-    kwargs = (data.get("runs", {}).get(model) or [{}])[0].get("model_kwargs", {})
-    name = model + (" (init symmetric)" if kwargs.get("init") == "symmetric" else "")
     init_row = mean_over_seeds(inits) if len(inits) == len(lasts) else None
     return name, mean_over_seeds(lasts), init_row
 
