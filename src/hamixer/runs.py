@@ -26,6 +26,12 @@ def read_metrics(run_dir: str | os.PathLike, upto_epoch: int | None = None
     return rows if upto_epoch is None else [r for r in rows if r["epoch"] <= upto_epoch]
 
 
+def read_init_metrics(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """``init_metrics.json``: the measures of the untrained model (epoch 0), or None."""
+    path = Path(run_dir) / "init_metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def read_summary(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     """``summary.json`` of a finished run, or None."""
     path = Path(run_dir) / "summary.json"

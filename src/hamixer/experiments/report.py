@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HamixerError
-from ..runs import read_metrics
+from ..runs import mean_std, read_metrics
 
 KINDS = ("sweep", "compare", "dynamics", "training")
 
@@ -98,9 +98,7 @@ def mean_over_seeds(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for key in rows[0]:
         vals = [r.get(key) for r in rows]
         if key.startswith("sym/") and all(isinstance(v, (int, float)) for v in vals):
-            mean = sum(vals) / len(vals)
-            std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
-            out[key] = (mean, std)
+            out[key] = mean_std(vals)
     return out
 
 

@@ -15,7 +15,6 @@ A run record is a dict with ``kind`` (``"asym"``, or a reference: ``"sym"``, ``"
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import statistics
@@ -25,7 +24,7 @@ from typing import Any
 
 from ..io import write_json, write_text
 from ..plots import plot_sweep, plot_sweep_epochs
-from ..runs import format_mean_std, mean_std, read_metrics
+from ..runs import format_mean_std, mean_std, read_init_metrics, read_metrics
 from ..train.config import TrainConfig
 from .jobs import Job, run_jobs
 
@@ -257,17 +256,12 @@ def epoch_series(records: Sequence[dict[str, Any]]) -> tuple[
         if runs[0]["kind"] != "asym":
             refs[label] = acc
             continue
-        inits = [_read_init(r["out"]) for r in runs if r.get("out")]
+        inits = [read_init_metrics(r["out"]) for r in runs if r.get("out")]
         start = ([statistics.fmean(ratio(i) for i in inits)]
                  if inits and all(inits) else [math.nan])
         asym[label] = {"ratio": start + [statistics.fmean(ratio(rows[i]) for rows in per_seed)
                                          for i in range(n)], "acc": acc}
     return asym, refs
-
-
-def _read_init(run_dir: str) -> dict[str, Any] | None:
-    path = Path(run_dir) / "init_metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 # ------------------------------------------------------------------------------ figure

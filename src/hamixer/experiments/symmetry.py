@@ -51,7 +51,7 @@ from ..models.find_layers import (
     find_mlps,
     split_heads,
 )
-from ..runs import read_metrics
+from ..runs import read_init_metrics, read_metrics
 from .symmetry_reference import REFERENCE_DRAWS, random_reference
 
 MEASURES = ("cosine", "scale", "residual", "coupling_sym", "coupling_antisym")
@@ -350,15 +350,8 @@ def reference_series(row: dict[str, Any]) -> dict[tuple[str, str], list]:
 
 def read_run_symmetry(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """Rows of a training run that carry symmetry measures: epoch 0 (if logged), then each epoch."""
-    import json
-    from pathlib import Path
-
-    run_dir = Path(run_dir)
-    rows: list[dict[str, Any]] = []
-    init = run_dir / "init_metrics.json"
-    if init.is_file():
-        rows.append(json.loads(init.read_text()))
-    rows += read_metrics(run_dir)
+    init = read_init_metrics(run_dir)
+    rows = ([init] if init else []) + read_metrics(run_dir)
     return [r for r in rows if any(k.startswith("sym/") for k in r)]
 
 
