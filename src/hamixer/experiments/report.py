@@ -183,7 +183,7 @@ def _sweep_references_symmetry(run_dir: Path, data: dict) -> str:
     """The free references' weight symmetry (the default start of finding 3), over seeds."""
     seeds: dict[str, list[int]] = {}
     for r in data.get("records") or []:
-        if r.get("kind") in ("para", "vanilla", "vit"):
+        if r.get("kind") not in ("asym", "sym"):  # the free ones
             seeds.setdefault(r["model"], []).append(r["seed"])
     rows = [row for model, ss in seeds.items() if (row := symmetry_over_runs(
         model, [run_dir / model / f"seed{s}" for s in ss]))]
@@ -235,12 +235,14 @@ def symmetry_over_runs(name: str, run_dirs: list[Path]
                        ) -> tuple[str, dict[str, Any], dict[str, Any] | None] | None:
     """(name, final row, epoch-0 row) over the runs (seeds) that logged the symmetry
     measures, mean ± std where there are several; None if none did."""
+    from .symmetry import read_run_symmetry
+
     lasts, inits = [], []
     for sub in run_dirs:
-        if last := _last_symmetry(sub):
-            lasts.append(last)
-            if init := _init_row(sub):
-                inits.append(init)
+        if rows := read_run_symmetry(sub):  # epoch 0 (if logged) first, each epoch after
+            lasts.append(rows[-1])
+            if rows[0].get("epoch") == 0 and len(rows) > 1:
+                inits.append(rows[0])
     if not lasts:
         return None
     init_row = mean_over_seeds(inits) if len(inits) == len(lasts) else None

@@ -75,20 +75,27 @@ class SweepPlan:
                 if seed in self.seeds_for(lam)]
 
 
-def final_breaking_ratio(run_dir: str | os.PathLike) -> float:
-    """‖W̃‖/‖W1ᵀ‖ at the end of a run, averaged over the token and channel MLP means: from
-    the last row of ``metrics.jsonl`` when the symmetry measures were logged, else from the
-    last checkpoint."""
-    keys = [f"sym/mean.{k}.breaking_ratio" for k in ("token", "channel")]
-    rows = read_metrics(run_dir)
-    flat = rows[-1] if rows and keys[0] in rows[-1] else None
-    if flat is None:
-        from ..train.checkpoint import load_model
-        from .symmetry import flat_symmetry
+#: The logged means of ‖W̃‖/‖W1ᵀ‖ over the blocks, one per MLP kind.
+_RATIO_KEYS = tuple(f"sym/mean.{k}.breaking_ratio" for k in ("token", "channel"))
 
-        flat = flat_symmetry(load_model(run_dir, prefer="last")[0])
-    vals = [flat[k] for k in keys if k in flat]
+
+def breaking_ratio(row: dict[str, Any]) -> float:
+    """‖W̃‖/‖W1ᵀ‖ of one row of measures, averaged over the token and channel MLP means
+    (NaN if the row has none)."""
+    vals = [row[k] for k in _RATIO_KEYS if k in row]
     return sum(vals) / len(vals) if vals else math.nan
+
+
+def final_breaking_ratio(run_dir: str | os.PathLike) -> float:
+    """:func:`breaking_ratio` at the end of a run: from the last row of ``metrics.jsonl``
+    when the symmetry measures were logged, else from the last checkpoint."""
+    rows = read_metrics(run_dir)
+    if rows and _RATIO_KEYS[0] in rows[-1]:
+        return breaking_ratio(rows[-1])
+    from ..train.checkpoint import load_model
+    from .symmetry import flat_symmetry
+
+    return breaking_ratio(flat_symmetry(load_model(run_dir, prefer="last")[0]))
 
 
 def run_sweep(base: TrainConfig, plan: SweepPlan, out: Path, symmetry: bool = True,
@@ -234,12 +241,6 @@ def epoch_series(records: Sequence[dict[str, Any]]) -> tuple[
     """Per epoch, mean over seeds: for each AsymMixer (λ, W̃ start) ``{"ratio": ‖W̃‖/‖W1ᵀ‖
     from epoch 0, "acc": test top-1 from epoch 1}``; for each reference (by its name in
     tables) its test top-1."""
-    keys = [f"sym/mean.{p}.breaking_ratio" for p in ("token", "channel")]
-
-    def ratio(row: dict[str, Any]) -> float:
-        vals = [row[k] for k in keys if k in row]
-        return sum(vals) / len(vals) if vals else math.nan
-
     groups: dict[Any, list[dict[str, Any]]] = {}
     for r in records:
         label = (REFERENCES[r["kind"]][1] if r["kind"] != "asym" else
@@ -257,9 +258,10 @@ def epoch_series(records: Sequence[dict[str, Any]]) -> tuple[
             refs[label] = acc
             continue
         inits = [read_init_metrics(r["out"]) for r in runs if r.get("out")]
-        start = ([statistics.fmean(ratio(i) for i in inits)]
+        start = ([statistics.fmean(breaking_ratio(i) for i in inits)]
                  if inits and all(inits) else [math.nan])
-        asym[label] = {"ratio": start + [statistics.fmean(ratio(rows[i]) for rows in per_seed)
+        asym[label] = {"ratio": start + [statistics.fmean(breaking_ratio(rows[i])
+                                                          for rows in per_seed)
                                          for i in range(n)], "acc": acc}
     return asym, refs
 
