@@ -72,3 +72,18 @@ def test_finished_runs_tabulate_from_their_records_alone(tmp_path, capsys):
     # the same directory asked for other settings is refused, not silently re-used
     assert main([*args, "--label-smoothing", "0.2"]) == 2
     assert "was trained with label_smoothing=0.1" in capsys.readouterr().err
+
+
+def test_arguments_at_their_defaults_name_the_same_run(tmp_path, capsys):
+    # the n_iter study's n_iter = 1 is the model as registered: its run is that of a
+    # comparison without n_iter, and is read, not trained again; another n_iter is refused
+    out = tmp_path / "cmp"
+    args = ["compare", "--models", "paramixer", "--seeds", "0", "--epochs", "1",
+            "--out", str(out), *TINY]
+    assert main(args) == 0
+    kwargs = args.index("embed_dim=16") + 1
+    capsys.readouterr()
+    assert main([*args[:kwargs], "n_iter=1", *args[kwargs:]]) == 0
+    assert "(finished run, read)" in capsys.readouterr().out
+    assert main([*args[:kwargs], "n_iter=2", *args[kwargs:]]) == 2
+    assert "was trained with model_kwargs=" in capsys.readouterr().err

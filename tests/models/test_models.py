@@ -253,3 +253,14 @@ def test_symmetric_init_starts_free_mlps_tied():
     for blk in model.blocks:
         for mlp in (blk.token_mlp, blk.channel_mlp):
             assert torch.equal(mlp.w2, mlp.w1.t())
+
+
+def test_builds_same_model_fills_in_the_defaults():
+    from hamixer.models.registry import builds_same_model
+
+    assert builds_same_model("symmixer_m4_28", {}, {"n_iter": 1})
+    assert builds_same_model("symmixer_m4_28", {"mlp_ratio": [0.5, 2.0]}, {})
+    assert not builds_same_model("symmixer_m4_28", {}, {"n_iter": 2})
+    assert not builds_same_model("symmixer_m4_28", {}, {"no_such_argument": 1})
+    assert builds_same_model("vit_m4_28", {}, {"depth": 6})
+    assert not builds_same_model("vit_m4_28", {}, {"depth": 4})

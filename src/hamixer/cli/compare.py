@@ -19,6 +19,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated names or families (sized for the dataset) "
                         f"(default {DEFAULT_MODELS})")
     p.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2 (mean ± std)")
+    p.add_argument("--n-iters", default=None, metavar="N,...",
+                   help="the n_iter study: train every model with each block applied n times "
+                        "(shared weights), for each n, e.g. 1,2,3; the table adds, for the "
+                        "models with an energy, how many applications lowered it")
     p.add_argument("--out", "--output", default=None,
                    help="output directory (default runs/compare-DATASET; timm: --output)")
     add_jobs_argument(p)
@@ -36,6 +40,18 @@ def check_jobs(jobs: int) -> None:
 
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+
+
+def _positive_ints(text: str, flag: str) -> list[int]:
+    from ..errors import ConfigError
+
+    try:
+        values = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        values = []
+    if not values or len(set(values)) != len(values) or min(values) < 1:
+        raise ConfigError(f"{flag} must be distinct positive integers, e.g. 1,2,3; got {text!r}")
+    return values
 
 
 def _seeds(text: str) -> list[int]:
@@ -60,18 +76,23 @@ def run(args: argparse.Namespace) -> int:
 
     seeds = _seeds(args.seeds)
     check_jobs(args.jobs)
+    n_iters = _positive_ints(args.n_iters, "--n-iters") if args.n_iters is not None else None
     base = config_from_args(args)
+    if n_iters and "n_iter" in base.model_kwargs:
+        raise ConfigError("give n_iter either in --model-kwargs or as --n-iters, not both")
     models = [resolve_model_name(m.strip(), base.dataset) for m in args.models.split(",")
               if m.strip()]
     if not models or len(set(models)) != len(models):
         raise ConfigError(f"--models must be distinct names, got {args.models!r}")
     from ..models.registry import model_args
 
-    for m in models:
-        model_args(m, **base.model_kwargs)  # fail on a bad name before training anything
+    for m in models:  # fail on a bad name or argument before training anything
+        for n in n_iters or [None]:
+            model_args(m, **base.model_kwargs, **({} if n is None else {"n_iter": n}))
     out = Path(args.out or f"runs/compare-{base.dataset}")
     print(f"compare {', '.join(models)} on {base.dataset}: {base.epochs} epochs, batch "
-          f"{base.batch_size}, seeds {', '.join(map(str, seeds))} -> {out}")
+          f"{base.batch_size}, seeds {', '.join(map(str, seeds))}"
+          + (f", n_iter {', '.join(map(str, n_iters))}" if n_iters else "") + f" -> {out}")
     if base.model_kwargs.get("init") == "symmetric":
         from ..models.registry import has_free_mlps
 
@@ -80,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"--init symmetric applies to free MLPs only; {', '.join(tied)} start as "
                   "usual")
     res = run_compare(base, models, seeds, out, symmetry=not args.no_symmetry,
-                      command=command_line(), jobs=args.jobs)
+                      command=command_line(), jobs=args.jobs, n_iters=n_iters)
     finish(out, res["table"], ("results.md", "results.json", "curves.png"))
     return 0
 

@@ -23,25 +23,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ..data import load_split
-    from ..data.pipeline import ImageBatches
     from ..errors import ConfigError
     from ..experiments.iterations import (
         descent_summary,
         format_iterated_energies,
         iterated_energies,
+        test_images,
     )
     from ..train.checkpoint import load_model
 
     if args.images < 1:
         raise ConfigError(f"--images must be >= 1, got {args.images}")
     model, meta = load_model(args.checkpoint, prefer=args.prefer)
-    ds = meta["dataset"]
-    name = args.dataset or ds["name"]
-    split = load_split(name, False, args.data_dir, False, ds["img_size"], ds["in_chans"])
-    batches = ImageBatches(split, args.images, ds["img_size"], tuple(ds["mean"]),
-                           tuple(ds["std"]), ds["num_classes"], train=False, limit=args.images)
-    images = next(iter(batches.batches()))[0]
+    name = args.dataset or meta["dataset"]["name"]
+    images = test_images(meta, args.images, name, args.data_dir)
     per_block = iterated_energies(model, images, pseudo=args.pseudo)
     summary = descent_summary(per_block)
     if args.json:

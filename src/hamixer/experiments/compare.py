@@ -4,6 +4,11 @@ Every model gets the same config, seed, data order and number of epochs; only th
 differs. Runs live in ``OUT/<model>/seed<k>`` and are resumed, so an interrupted comparison
 continues and a finished one is only re-tabulated. ``jobs`` trains that many at a time
 (:mod:`hamixer.experiments.jobs`).
+
+With ``n_iters`` the comparison is the n_iter study (the official code's ``_ni2/_ni3``
+models): each model is trained with each block applied n times, for every n, in
+``OUT/<model>-niter<n>/seed<k>``, and for the models with an energy the table says how many
+of those applications lowered their block's energy (:func:`.iterations.run_descent`).
 """
 
 from __future__ import annotations
@@ -20,59 +25,123 @@ from ..train.config import TrainConfig
 from .jobs import Job, run_jobs
 
 
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One row of a comparison: a model, at one n_iter (None: as the config builds it)."""
+
+    model: str
+    n_iter: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.model if self.n_iter is None else f"{self.model}-niter{self.n_iter}"
+
+    def config(self, base: TrainConfig, seed: int, out: Path) -> TrainConfig:
+        kwargs = base.model_kwargs if self.n_iter is None else {**base.model_kwargs,
+                                                                "n_iter": self.n_iter}
+        return dataclasses.replace(base, model=self.model, model_kwargs=kwargs, seed=seed,
+                                   out=str(out / self.name / f"seed{seed}"), resume=True)
+
+
 def run_compare(base: TrainConfig, models: Sequence[str], seeds: Sequence[int], out: Path,
                 log: Callable[[str], None] = print, symmetry: bool = True,
-                command: str | None = None, jobs: int = 1) -> dict[str, Any]:
-    """Train each of ``models`` for each of ``seeds``; write results.{md,json} and curves.png."""
-    plan = [Job(f"{model} seed {seed}",
-                dataclasses.replace(base, model=model, seed=seed,
-                                    out=str(out / model / f"seed{seed}"), resume=True),
-                symmetry)
-            for model in models for seed in seeds]
-    summaries = run_jobs(plan, jobs, log, progress=not base.quiet)
+                command: str | None = None, jobs: int = 1,
+                n_iters: Sequence[int] | None = None) -> dict[str, Any]:
+    """Train each of ``models`` (at each of ``n_iters``, if given) for each of ``seeds``;
+    write results.{md,json} and curves.png."""
+    variants = ([Variant(m) for m in models] if not n_iters else
+                [Variant(m, n) for m in models for n in n_iters])
+    plan = [(v, Job(f"{v.name} seed {seed}", v.config(base, seed, out), symmetry))
+            for v in variants for seed in seeds]
+    summaries = run_jobs([job for _, job in plan], jobs, log, progress=not base.quiet)
     runs: dict[str, list[dict[str, Any]]] = {}
     curves: dict[str, list[list[dict[str, Any]]]] = {}
-    for job, summary in zip(plan, summaries, strict=True):
-        runs.setdefault(job.cfg.model, []).append(summary)
+    descents: dict[str, list[dict[str, Any] | None]] = {}
+    for (variant, job), summary in zip(plan, summaries, strict=True):
+        runs.setdefault(variant.name, []).append(summary)
         # the run directory as planned (a summary's "out" is where it was trained)
-        curves.setdefault(job.cfg.model, []).append(read_metrics(job.cfg.out or ""))
-    rows = []
-    for model, summaries in runs.items():
-        best = mean_std(s["best_test_acc"] for s in summaries)
-        final = mean_std(s["final_test_acc"] for s in summaries)
-        secs = mean_std(s["total_seconds"] for s in summaries)
-        ips = mean_std(s["train_images_per_s"] for s in summaries)
-        rows.append({"model": model, "params": summaries[0]["params"], "seeds": list(seeds),
-                     "best_test_acc": best[0], "best_test_acc_std": best[1],
-                     "final_test_acc": final[0], "final_test_acc_std": final[1],
-                     "seconds": secs[0], "seconds_std": secs[1],
-                     "train_images_per_s": ips[0], "n": len(summaries)})
+        curves.setdefault(variant.name, []).append(read_metrics(job.cfg.out or ""))
+        if n_iters:
+            from .iterations import run_descent
+
+            descents.setdefault(variant.name, []).append(
+                run_descent(job.cfg.out or "", base.data_dir))
+    rows = [_row(v, runs[v.name], seeds, descents.get(v.name)) for v in variants]
     results = {"dataset": base.dataset, "epochs": base.epochs, "batch_size": base.batch_size,
                "seeds": list(seeds), "config": {**base.to_dict(), "model": None, "out": None},
+               "n_iters": list(n_iters) if n_iters else None,
                "models": rows, "runs": runs, "command": command}
     write_json(out / "results.json", results)
     table = format_table(rows, len(seeds))
-    header = (f"# {base.dataset}: {base.epochs} epochs, batch {base.batch_size}, "
-              f"seeds {', '.join(map(str, seeds))}\n\n")
-    if base.model_kwargs:
-        # the names in the table are the registered ones; say what was changed in them
-        header += ("model arguments: "
-                   + ", ".join(f"{k}={v}" for k, v in base.model_kwargs.items()) + "\n\n")
-    write_text(out / "results.md", header + table + "\n")
+    write_text(out / "results.md", _header(base, seeds, n_iters) + table + "\n")
     plot_curves(curves, out / "curves.png", f"{base.dataset}: test accuracy")
     return {"results": results, "table": table}
 
 
+def _row(variant: Variant, summaries: list[dict[str, Any]], seeds: Sequence[int],
+         descents: list[dict[str, Any] | None] | None) -> dict[str, Any]:
+    best = mean_std(s["best_test_acc"] for s in summaries)
+    final = mean_std(s["final_test_acc"] for s in summaries)
+    secs = mean_std(s["total_seconds"] for s in summaries)
+    ips = mean_std(s["train_images_per_s"] for s in summaries)
+    row = {"model": variant.name, "params": summaries[0]["params"], "seeds": list(seeds),
+           "best_test_acc": best[0], "best_test_acc_std": best[1],
+           "final_test_acc": final[0], "final_test_acc_std": final[1],
+           "seconds": secs[0], "seconds_std": secs[1],
+           "train_images_per_s": ips[0], "n": len(summaries)}
+    if variant.n_iter is not None:
+        row.update(architecture=variant.model, n_iter=variant.n_iter,
+                   descent=_descent_over_seeds(descents or []))
+    return row
+
+
+def _descent_over_seeds(records: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """The applications that lowered the energy, summed over the seeds; None unless every
+    seed has a record (a model without an energy has none)."""
+    done = [r for r in records if r is not None]
+    if not done or len(done) < len(records):
+        return None
+    return {"lowered": sum(r["lowered"] for r in done),
+            "applications": sum(r["applications"] for r in done),
+            "largest_rise": max(r["largest_rise"] for r in done),
+            "images": min(r["images"] for r in done)}
+
+
+def _header(base: TrainConfig, seeds: Sequence[int], n_iters: Sequence[int] | None) -> str:
+    text = (f"# {base.dataset}: {base.epochs} epochs, batch {base.batch_size}, "
+            f"seeds {', '.join(map(str, seeds))}\n\n")
+    if base.model_kwargs:
+        # the names in the table are the registered ones; say what was changed in them
+        text += ("model arguments: "
+                 + ", ".join(f"{k}={v}" for k, v in base.model_kwargs.items()) + "\n\n")
+    if n_iters:
+        text += (f"each block applied n_iter = {', '.join(map(str, n_iters))} times with "
+                 "shared weights; energy descent: of the applications of every block (all "
+                 "seeds, best checkpoint, test images), how many lowered the block's energy\n\n")
+    return text
+
+
 def format_table(rows: list[dict[str, Any]], n_seeds: int) -> str:
-    lines = ["| model | params | best test acc (%) | final test acc (%) | time (s) | img/s |",
-             "|---|---:|---:|---:|---:|---:|"]
+    study = any("n_iter" in r for r in rows)
+    lines = ["| model | " + ("n_iter | " if study else "") + "params | best test acc (%) | "
+             "final test acc (%) | time (s) | img/s |" + (" energy descent |" if study else ""),
+             "|---|" + ("---:|" if study else "") + "---:|---:|---:|---:|---:|"
+             + ("---|" if study else "")]
     for r in rows:
+        name = r.get("architecture", r["model"])
         lines.append(
-            f"| {r['model']} | {r['params'] / 1e6:.3f} M | "
+            f"| {name} | " + (f"{r['n_iter']} | " if study else "")
+            + f"{r['params'] / 1e6:.3f} M | "
             f"{format_mean_std(r['best_test_acc'], r['best_test_acc_std'], n_seeds)} | "
             f"{format_mean_std(r['final_test_acc'], r['final_test_acc_std'], n_seeds)} | "
             f"{format_mean_std(r['seconds'], r['seconds_std'], n_seeds, 0)} | "
-            f"{r['train_images_per_s']:.0f} |")
+            f"{r['train_images_per_s']:.0f} |"
+            + (f" {format_descent(r.get('descent'))} |" if study else ""))
     return "\n".join(lines)
 
 
+def format_descent(d: dict[str, Any] | None) -> str:
+    if d is None:
+        return "–"
+    rise = f", largest rise {d['largest_rise']:.3g}" if d["lowered"] < d["applications"] else ""
+    return f"{d['lowered']} of {d['applications']} lowered{rise}"

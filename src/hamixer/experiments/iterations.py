@@ -9,6 +9,8 @@ features before its first application and after each one, on real inputs.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,14 +26,17 @@ def iterated_energies(model: nn.Module, images: Tensor, pseudo: bool = False
     Raises the energy's :class:`ConfigError` for a block without one (``pseudo=True`` takes
     AsymMixer's pseudo-energy, which leaves the breaking matrix out).
     """
+    from ..models.energy import block_energy
+
     model.eval()
     x = model.embed(images)
     per_block = []
     for block in model.blocks:
-        energies = [block.energy(x, pseudo=pseudo).mean().item()]
+        # block_energy, not block.energy: a serial block has no such method, only this error
+        energies = [block_energy(block, x, pseudo=pseudo).mean().item()]
         for _ in range(model.n_iter):
             x = block(x)
-            energies.append(block.energy(x, pseudo=pseudo).mean().item())
+            energies.append(block_energy(block, x, pseudo=pseudo).mean().item())
         per_block.append(energies)
     return per_block
 
@@ -52,3 +57,73 @@ def format_iterated_energies(per_block: list[list[float]]) -> str:
     for b, energies in enumerate(per_block):
         lines.append(f"| {b} | " + " | ".join(f"{e:.4g}" for e in energies) + " |")
     return "\n".join(lines)
+
+
+#: The record, in a run directory, of its best checkpoint's iterated energies.
+DESCENT_FILE = "iterated_energy.json"
+
+#: Test images the descent is measured on (all of them where the split is smaller).
+DESCENT_IMAGES = 1000
+
+
+def test_images(meta: dict[str, Any], n: int, dataset: str | None = None,
+                data_dir: str | None = None) -> Tensor:
+    """The first ``n`` test images of the checkpoint's dataset (or ``dataset``), normalised as
+    in its training."""
+    from ..data import load_split
+    from ..data.pipeline import ImageBatches
+
+    ds = meta["dataset"]
+    split = load_split(dataset or ds["name"], False, data_dir, False, ds["img_size"],
+                       ds["in_chans"])
+    batches = ImageBatches(split, n, ds["img_size"], tuple(ds["mean"]), tuple(ds["std"]),
+                           ds["num_classes"], train=False, limit=n)
+    return next(iter(batches.batches()))[0]
+
+
+def run_descent(run_dir: str | Path, data_dir: str | None = None,
+                images: int = DESCENT_IMAGES) -> dict[str, Any] | None:
+    """Whether each application of each block of the run's best checkpoint lowers the block's
+    energy (:func:`descent_summary` with the energies), on ``images`` test images.
+
+    Measured once and kept in ``DESCENT_FILE``, which is read back while the checkpoint it
+    was measured on is the run's best; so the record outlives the checkpoint (a table is
+    re-made from a run's records alone). None for a model without an energy, or a run with
+    neither a checkpoint nor a record.
+    """
+    from ..errors import ConfigError
+    from ..io import write_json
+    from ..train.checkpoint import load_model, read_meta
+
+    run_dir = Path(run_dir)
+    record_path, best = run_dir / DESCENT_FILE, run_dir / "best.json"
+    record = _read_record(record_path) if record_path.is_file() else None
+    if not best.is_file():
+        return record
+    weights_sha = read_meta(best).get("sha256", {}).get("best.safetensors")
+    if record is not None and record.get("weights_sha256") == weights_sha:
+        return record
+    model, meta = load_model(best)
+    x = test_images(meta, images, data_dir=data_dir)
+    try:
+        per_block = iterated_energies(model, x)
+    except ConfigError:  # a free Mixer: no energy to descend
+        return None
+    record = {"model": meta["model"], "n_iter": model.n_iter, "epoch": meta["epoch"],
+              "images": len(x), "weights_sha256": weights_sha, "energies": per_block,
+              **descent_summary(per_block)}
+    write_json(record_path, record)
+    return record
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    from ..errors import HamixerError
+
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise HamixerError(f"{path}: not a readable record ({err}); delete it to measure "
+                           "again") from None
+    if not isinstance(record, dict):
+        raise HamixerError(f"{path}: not a record of iterated energies; delete it")
+    return record

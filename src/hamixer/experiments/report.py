@@ -202,7 +202,11 @@ def section_compare(run_dir: Path, figs: _Figures) -> str:
     seeds = data.get("seeds", [])
     parts = [f"## Comparison: {data.get('dataset')} ({run_dir})\n",
              f"{data.get('epochs')} epochs, batch {data.get('batch_size')}, seeds "
-             f"{', '.join(map(str, seeds))}; same seed, data order and budget for every model.\n",
+             f"{', '.join(map(str, seeds))}; same seed, data order and budget for every model"
+             + (f"; each block applied n_iter = {', '.join(map(str, data['n_iters']))} times "
+                "with shared weights (energy descent: of every block's applications, over "
+                "all seeds, how many lowered its energy)" if data.get("n_iters") else "")
+             + ".\n",
              format_table(data["models"], len(seeds)) + "\n",
              figs.add(run_dir / "curves.png", run_dir.name, "test accuracy per epoch")]
     sym_rows = [row for r in data["models"] if (row := _seeds_symmetry(run_dir, data, r["model"]))]

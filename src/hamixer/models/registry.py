@@ -191,6 +191,35 @@ def model_args(name: str, **overrides: Any) -> dict[str, Any]:
     return {**MODEL_CONFIGS[name], **checked}
 
 
+def builds_same_model(name: str, kwargs_a: dict[str, Any], kwargs_b: dict[str, Any]) -> bool:
+    """Whether ``name`` built with ``kwargs_a`` is the model built with ``kwargs_b``: the same
+    arguments once each side's omissions are filled with the defaults (``{}`` and
+    ``{"n_iter": 1}`` build the same model). False if either is not valid for ``name``."""
+    try:
+        a, b = model_args(name, **kwargs_a), model_args(name, **kwargs_b)
+    except ConfigError:
+        return False
+    if model_source(name) != "timm":
+        defaults = _builder_defaults(BUILDERS[name])
+        a, b = {**defaults, **a}, {**defaults, **b}
+    return _as_lists(a) == _as_lists(b)
+
+
+def _builder_defaults(builder: Callable[..., nn.Module]) -> dict[str, Any]:
+    params = dict(inspect.signature(HamMixer).parameters)
+    params.update(inspect.signature(builder).parameters)
+    return {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+
+
+def _as_lists(value: Any) -> Any:
+    """Tuples as lists, at any depth: a YAML file gives lists back for the tuples it saved."""
+    if isinstance(value, (list, tuple)):
+        return [_as_lists(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _as_lists(v) for k, v in value.items()}
+    return value
+
+
 def builder_hints(builder: Callable[..., nn.Module]) -> dict[str, Any]:
     """The resolved annotations of ``builder``'s arguments (and HamMixer's, which a builder
     with ``**kwargs`` forwards to)."""

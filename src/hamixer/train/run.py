@@ -162,9 +162,18 @@ def check_same_config(saved: dict[str, Any], cfg: TrainConfig, out: str | os.Pat
     under ``cfg`` when a setting that changes what is computed differs (lists and tuples
     alike: YAML and JSON give lists back)."""
     for key, value in cfg.to_dict().items():
-        if key not in RESUMABLE_CHANGES and key in saved and _plain(saved[key]) != _plain(value):
-            raise HamixerError(f"{out} was trained with {key}={saved[key]!r}, not {value!r}; "
-                               "use the same settings or choose another --out")
+        if key in RESUMABLE_CHANGES or key not in saved or _plain(saved[key]) == _plain(value):
+            continue
+        if key == "model_kwargs" and _same_model(cfg.model, saved[key], value):
+            continue  # arguments spelled out at their defaults build the same model
+        raise HamixerError(f"{out} was trained with {key}={saved[key]!r}, not {value!r}; "
+                           "use the same settings or choose another --out")
+
+
+def _same_model(name: str, saved: Any, kwargs: dict[str, Any]) -> bool:
+    from ..models.registry import builds_same_model
+
+    return isinstance(saved, dict) and builds_same_model(name, saved, kwargs)
 
 
 def _plain(value: Any) -> Any:
