@@ -96,3 +96,13 @@ def test_compare_n_iters_bad_input(tmp_path, capsys, extra, needle):
     err = capsys.readouterr().err
     assert needle in err and err.count("\n") == 1
     assert not out.exists()
+
+
+@pytest.mark.integration
+def test_energy_command_on_a_model_without_one(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--model", "vanillamixer", "--out", str(out), *TINY]) == 0
+    capsys.readouterr()
+    assert main(["energy", str(out), "--images", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "has no energy" in err and err.count("\n") == 1
