@@ -1,4 +1,5 @@
-"""Files are written whole or not at all: a temporary file in the same folder, then rename."""
+"""Files are written whole or not at all: a temporary file in the same folder, then rename;
+and values compared as a file gives them back."""
 
 from __future__ import annotations
 
@@ -54,3 +55,13 @@ def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 150) -> None:
     """Save a matplotlib figure atomically as PNG (the format is explicit: the name is .tmp)."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+
+
+def as_read_back(value: Any) -> Any:
+    """``value`` as YAML or JSON gives it back once saved: tuples as lists, at any depth (so a
+    saved setting compares equal to the one it was saved from)."""
+    if isinstance(value, (list, tuple)):
+        return [as_read_back(v) for v in value]
+    if isinstance(value, dict):
+        return {k: as_read_back(v) for k, v in value.items()}
+    return value

@@ -26,6 +26,7 @@ from timm.models import register_model
 from torch import nn
 
 from ..errors import ConfigError, closest
+from ..io import as_read_back
 from .arguments import check_argument
 from .mixer import HamMixer
 from .symmetric_init import tie_symmetric
@@ -202,22 +203,13 @@ def builds_same_model(name: str, kwargs_a: dict[str, Any], kwargs_b: dict[str, A
     if model_source(name) != "timm":
         defaults = _builder_defaults(BUILDERS[name])
         a, b = {**defaults, **a}, {**defaults, **b}
-    return _as_lists(a) == _as_lists(b)
+    return as_read_back(a) == as_read_back(b)
 
 
 def _builder_defaults(builder: Callable[..., nn.Module]) -> dict[str, Any]:
     params = dict(inspect.signature(HamMixer).parameters)
     params.update(inspect.signature(builder).parameters)
     return {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
-
-
-def _as_lists(value: Any) -> Any:
-    """Tuples as lists, at any depth: a YAML file gives lists back for the tuples it saved."""
-    if isinstance(value, (list, tuple)):
-        return [_as_lists(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _as_lists(v) for k, v in value.items()}
-    return value
 
 
 def builder_hints(builder: Callable[..., nn.Module]) -> dict[str, Any]:

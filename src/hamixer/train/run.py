@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, HamixerError, Interrupted
-from ..io import write_json
+from ..io import as_read_back, write_json
 from ..provenance import versions
 from ..runs import read_metrics, write_metrics
 from .checkpoint import (
@@ -162,7 +162,9 @@ def check_same_config(saved: dict[str, Any], cfg: TrainConfig, out: str | os.Pat
     under ``cfg`` when a setting that changes what is computed differs (lists and tuples
     alike: YAML and JSON give lists back)."""
     for key, value in cfg.to_dict().items():
-        if key in RESUMABLE_CHANGES or key not in saved or _plain(saved[key]) == _plain(value):
+        if key in RESUMABLE_CHANGES or key not in saved:
+            continue
+        if as_read_back(saved[key]) == as_read_back(value):
             continue
         if key == "model_kwargs" and _same_model(cfg.model, saved[key], value):
             continue  # arguments spelled out at their defaults build the same model
@@ -174,14 +176,6 @@ def _same_model(name: str, saved: Any, kwargs: dict[str, Any]) -> bool:
     from ..models.registry import builds_same_model
 
     return isinstance(saved, dict) and builds_same_model(name, saved, kwargs)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
 
 
 def _start(cfg: TrainConfig, out: Path, parts: TrainingParts, state: RunState,
