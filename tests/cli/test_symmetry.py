@@ -123,10 +123,13 @@ def test_sweep_and_report(tmp_path, capsys):
                  str(sweep / "paramixer_n2_8" / "seed0"), "--out", str(report)]) == 0
     text = report.read_text()
     assert "## Comparison: digits" in text and "## λ sweep: digits" in text
-    # the sweep's section: the λ = 0 end against ParaMixer, the free references' symmetry
+    # the sweep's section: the λ = 0 end against ParaMixer; the symmetry of the free
+    # references and of the end (λ = 0, not the middle λ = 1e-2) from where it started
     assert "| 0 | xavier | ParaMixer |" in text and "– (one seed) |" in text
-    assert "Weight symmetry of the free references (one seed)" in text
+    assert ("Weight symmetry of the free references and of AsymMixer at the ends (one seed)"
+            in text)
     assert "| vanillamixer_n2_8 | 1 |" in text
+    assert "| AsymMixer λ=0, W̃ xavier | 0 |" in text and "λ=0.01" not in text
     # the symmetry of a comparison over its two seeds: mean ± std, epoch 0 and the end
     assert "Weight symmetry (mean ± std over seeds 0, 1)" in text
     para_rows = [ln for ln in text.splitlines()

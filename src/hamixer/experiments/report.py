@@ -174,25 +174,38 @@ def section_sweep(run_dir: Path, figs: _Figures) -> str:
              figs.add(run_dir / "sweep.png", run_dir.name, "accuracy and ‖W̃‖/‖W1ᵀ‖ vs λ"),
              figs.add(run_dir / "sweep-epochs.png", run_dir.name,
                       "‖W̃‖/‖W1ᵀ‖ and accuracy per epoch"),
-             _sweep_references_symmetry(run_dir, data),
+             _sweep_symmetry(run_dir, data),
              _command_block(data.get("command")), _versions_line(data.get("versions"))]
     return "\n".join(p for p in parts if p)
 
 
-def _sweep_references_symmetry(run_dir: Path, data: dict) -> str:
-    """The free references' weight symmetry (the default start of finding 3), over seeds."""
-    seeds: dict[str, list[int]] = {}
+def _sweep_symmetry(run_dir: Path, data: dict) -> str:
+    """The weight symmetry, over seeds, of the free references (the default start of finding
+    3) and of AsymMixer at the ends of the λ range, for each start of W̃: where each starts
+    and how far from tied each ends explains the ends of finding 2."""
+    from .sweep import is_end, run_name
+
+    runs: dict[str, tuple[str, list[int]]] = {}  # label → (run folder, seeds)
     for r in data.get("records") or []:
-        if r.get("kind") not in ("asym", "sym"):  # the free ones
-            seeds.setdefault(r["model"], []).append(r["seed"])
-    rows = [row for model, ss in seeds.items() if (row := symmetry_over_runs(
-        model, [run_dir / model / f"seed{s}" for s in ss]))]
+        if r.get("kind") == "asym":
+            if not is_end(r["lambda"]):
+                continue
+            init = r.get("breaking_init", "xavier")
+            label = f"AsymMixer λ={r['lambda']:g}, W̃ {init}"
+            folder = run_name(r["model"], r["lambda"], init)
+        elif r.get("kind") != "sym":  # tied: nothing to measure
+            label = folder = r["model"]
+        else:
+            continue
+        runs.setdefault(label, (folder, []))[1].append(r["seed"])
+    rows = [row for label, (folder, ss) in runs.items() if (row := symmetry_over_runs(
+        label, [run_dir / folder / f"seed{s}" for s in ss]))]
     if not rows:
         return ""
-    n = max(len(ss) for ss in seeds.values())
+    n = max(len(ss) for _, ss in runs.values())
     over = "one seed" if n == 1 else "mean ± std over seeds"
-    return (f"Weight symmetry of the free references ({over}), mean over blocks, at epoch 0 "
-            f"and at the end:\n\n{symmetry_means_table(rows)}\n")
+    return (f"Weight symmetry of the free references and of AsymMixer at the ends ({over}), "
+            f"mean over blocks, at epoch 0 and at the end:\n\n{symmetry_means_table(rows)}\n")
 
 
 def section_compare(run_dir: Path, figs: _Figures) -> str:
