@@ -103,12 +103,16 @@ def run_descent(run_dir: str | Path, data_dir: str | None = None,
     weights_sha = read_meta(best).get("sha256", {}).get("best.safetensors")
     if record is not None and record.get("weights_sha256") == weights_sha:
         return record
+    from ..models.energy import check_energy_config
+
     model, meta = load_model(best)
-    x = test_images(meta, images, data_dir=data_dir)
-    try:
-        per_block = iterated_energies(model, x)
-    except ConfigError:  # a free Mixer: no energy to descend
+    try:  # before loading any data
+        for block in getattr(model, "blocks", None) or [nn.Identity()]:
+            check_energy_config(block)
+    except ConfigError:  # a free Mixer (or a model without Mixer blocks): no energy
         return None
+    x = test_images(meta, images, data_dir=data_dir)
+    per_block = iterated_energies(model, x)
     record = {"model": meta["model"], "n_iter": model.n_iter, "epoch": meta["epoch"],
               "images": len(x), "weights_sha256": weights_sha, "energies": per_block,
               **descent_summary(per_block)}
