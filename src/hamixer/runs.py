@@ -2,7 +2,8 @@
 
 A run directory holds ``config.yaml``, ``metrics.jsonl`` (one JSON row per finished epoch,
 ``epoch`` counted from 1), ``summary.json`` (once the run ends), checkpoints and, for the
-commands that record it, ``command.txt``.
+commands that record it, ``command.txt`` and ``iterated_energy.json`` (the energy after each
+application of each block, :mod:`hamixer.experiments.iterations`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,27 @@ def read_summary(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     """``summary.json`` of a finished run, or None."""
     path = Path(run_dir) / "summary.json"
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+#: The record of a run's best checkpoint's iterated energies.
+ITERATED_ENERGY = "iterated_energy.json"
+
+
+def read_iterated_energy(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """``iterated_energy.json``, or None; a damaged one is the user's to delete."""
+    from .errors import HamixerError
+
+    path = Path(run_dir) / ITERATED_ENERGY
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise HamixerError(f"{path}: not a readable record ({err}); delete it to measure "
+                           "again") from None
+    if not isinstance(record, dict):
+        raise HamixerError(f"{path}: not a record of iterated energies; delete it")
+    return record
 
 
 def mean_std(values: Iterable[float | None]) -> tuple[float, float]:

@@ -9,7 +9,6 @@ features before its first application and after each one, on real inputs.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +58,6 @@ def format_iterated_energies(per_block: list[list[float]]) -> str:
     return "\n".join(lines)
 
 
-#: The record, in a run directory, of its best checkpoint's iterated energies.
-DESCENT_FILE = "iterated_energy.json"
-
 #: Test images the descent is measured on (all of them where the split is smaller).
 DESCENT_IMAGES = 1000
 
@@ -86,25 +82,24 @@ def run_descent(run_dir: str | Path, data_dir: str | None = None,
     """Whether each application of each block of the run's best checkpoint lowers the block's
     energy (:func:`descent_summary` with the energies), on ``images`` test images.
 
-    Measured once and kept in ``DESCENT_FILE``, which is read back while the checkpoint it
-    was measured on is the run's best; so the record outlives the checkpoint (a table is
-    re-made from a run's records alone). None for a model without an energy, or a run with
-    neither a checkpoint nor a record.
+    Measured once and kept in the run's ``iterated_energy.json``, which is read back while
+    the checkpoint it was measured on is the run's best; so the record outlives the checkpoint
+    (a table is re-made from a run's records alone). None for a model without an energy, or a
+    run with neither a checkpoint nor a record.
     """
     from ..errors import ConfigError
     from ..io import write_json
+    from ..models.energy import check_energy_config
+    from ..runs import ITERATED_ENERGY, read_iterated_energy
     from ..train.checkpoint import load_model, read_meta
 
-    run_dir = Path(run_dir)
-    record_path, best = run_dir / DESCENT_FILE, run_dir / "best.json"
-    record = _read_record(record_path) if record_path.is_file() else None
+    best = Path(run_dir) / "best.json"
+    record = read_iterated_energy(run_dir)
     if not best.is_file():
         return record
     weights_sha = read_meta(best).get("sha256", {}).get("best.safetensors")
     if record is not None and record.get("weights_sha256") == weights_sha:
         return record
-    from ..models.energy import check_energy_config
-
     model, meta = load_model(best)
     try:  # before loading any data
         for block in getattr(model, "blocks", None) or [nn.Identity()]:
@@ -116,18 +111,6 @@ def run_descent(run_dir: str | Path, data_dir: str | None = None,
     record = {"model": meta["model"], "n_iter": model.n_iter, "epoch": meta["epoch"],
               "images": len(x), "weights_sha256": weights_sha, "energies": per_block,
               **descent_summary(per_block)}
-    write_json(record_path, record)
+    write_json(Path(run_dir) / ITERATED_ENERGY, record)
     return record
 
-
-def _read_record(path: Path) -> dict[str, Any]:
-    from ..errors import HamixerError
-
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise HamixerError(f"{path}: not a readable record ({err}); delete it to measure "
-                           "again") from None
-    if not isinstance(record, dict):
-        raise HamixerError(f"{path}: not a record of iterated energies; delete it")
-    return record
