@@ -56,6 +56,36 @@ def test_attention_heads_are_timm_layout():
     assert torch.allclose(out, sum(heads[:, h] @ o_t[h] for h in range(3)), atol=1e-6)
 
 
+def test_separate_projections_are_found_and_tied():
+    """EVA's attention with ``qkv_fused=False``: q_proj, k_proj, v_proj read as timm's
+    forward reads them, and the symmetric start ties k_proj to q_proj."""
+    from timm.models.eva import EvaAttention
+
+    torch.manual_seed(0)
+    attn = EvaAttention(12, num_heads=3, qkv_fused=False, scale_norm=False)
+    (found,) = find_attention(Blocks(attn=attn))
+    assert not found.fused and found.qkv_weight.shape == (36, 12)
+    x = torch.randn(5, 12)
+    q, k, v, _ = found.heads()
+    for proj, w in ((attn.q_proj, q), (attn.k_proj, k), (attn.v_proj, v)):
+        heads = (proj(x) - (0 if proj.bias is None else proj.bias)).reshape(5, 3, 4)
+        for h in range(3):
+            assert torch.allclose(x @ w[h].t(), heads[:, h], atol=1e-6)
+    assert tie_symmetric(Blocks(attn=attn))["attention"] == ["blocks.0.attn"]
+    assert torch.equal(attn.k_proj.weight, attn.q_proj.weight)
+    q, k, _, _ = found.heads()
+    assert torch.equal(q, k)
+
+
+def test_grouped_query_attention_is_not_attention():
+    from timm.layers import AttentionRope
+
+    gqa = AttentionRope(16, num_heads=4, num_kv_heads=2, qkv_fused=False)
+    assert find_attention(Blocks(attn=gqa)) == []
+    mha = AttentionRope(16, num_heads=4, qkv_fused=False)
+    assert [f.path for f in find_attention(Blocks(attn=mha))] == ["blocks.0.attn"]
+
+
 @pytest.mark.parametrize("gate_last", [True, False])
 def test_glu_mlp_measures_the_value_half(gate_last):
     mlp = GluMlp(8, 12, gate_last=gate_last)
@@ -112,7 +142,7 @@ def test_tie_symmetric_on_vit():
         q, k, _, _ = layer.heads()
         assert torch.equal(q, k)
         n = layer.num_heads * layer.head_dim
-        assert torch.equal(layer.qkv.bias[:n], layer.qkv.bias[n: 2 * n])
+        assert torch.equal(layer.module.qkv.bias[:n], layer.module.qkv.bias[n: 2 * n])
     model(torch.randn(2, 1, 28, 28))  # still a working model
 
 

@@ -130,7 +130,7 @@ def attention_weight_symmetry(qkv: Tensor, proj: Tensor, num_heads: int) -> dict
 
 def attention_symmetry(layer: FoundAttention) -> dict[str, Any]:
     """The attention measures of one found attention layer."""
-    return attention_weight_symmetry(layer.qkv.weight, layer.proj.weight, layer.num_heads)
+    return attention_weight_symmetry(layer.qkv_weight, layer.proj.weight, layer.num_heads)
 
 
 # --------------------------------------------------------------- untrained references
@@ -143,7 +143,7 @@ def mlp_reference(layer: FoundMLP) -> dict[str, tuple[float, float]]:
 def attention_reference(layer: FoundAttention) -> dict[str, tuple[float, float]]:
     """``{measure: (mean, std)}`` of random ``qkv``, ``proj`` weights of ``layer``'s shapes
     (the statistics of the mean over heads, as a row reports it)."""
-    shapes = (tuple(layer.qkv.weight.shape), tuple(layer.proj.weight.shape))
+    shapes = (tuple(layer.qkv_weight.shape), tuple(layer.proj.weight.shape))
     return random_reference(attention_weight_symmetry, shapes, (layer.num_heads,))
 
 

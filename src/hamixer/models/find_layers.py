@@ -19,11 +19,15 @@ models and in timm models alike. Layers are recognised by their structure, not t
     ungated MLP; the gate only scales it and is not measured;
   - ``fc1_x`` (value), ``fc1_g`` (gate) and ``fc2`` (timm's ``SwiGLU``): ``W1`` is ``fc1_x``.
 
-* **Attention**: a module with an ``nn.Linear`` ``qkv`` of ``3·num_heads·head_dim``
-  outputs, an ``nn.Linear`` ``proj`` and ``num_heads``/``head_dim`` (timm's ``Attention``).
-  Head ``h`` has ``W_Q^h``, ``W_K^h``, ``W_V^h`` ([head_dim, D], rows of ``qkv``, laid out
-  as timm's ``reshape(B, N, 3, H, head_dim)`` reads them) and ``W_O^h`` ([D_out,
-  head_dim], columns of ``proj``).
+* **Attention**: a module with ``num_heads``/``head_dim``, an output ``nn.Linear``
+  ``proj`` and the query, key and value projections, either *fused*, one ``nn.Linear``
+  ``qkv`` of ``3·num_heads·head_dim`` outputs (timm's ``Attention``, EVA by default), or
+  *separate*, ``nn.Linear`` ``q_proj``, ``k_proj``, ``v_proj`` of ``num_heads·head_dim``
+  outputs each (EVA and ``AttentionRope`` with ``qkv_fused=False``). Head ``h`` has
+  ``W_Q^h``, ``W_K^h``, ``W_V^h`` ([head_dim, D]: rows of ``qkv``, laid out as timm's
+  ``reshape(B, N, 3, H, head_dim)`` reads them, or of ``q_proj``/``k_proj``/``v_proj``)
+  and ``W_O^h`` ([D_out, head_dim], columns of ``proj``). Grouped-query attention (fewer
+  key/value heads than query heads) is not recognised: its heads do not pair one to one.
 
 A found layer's children are not searched further (an MLP inside an MLP is part of it).
 
@@ -40,6 +44,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
 
@@ -84,7 +89,8 @@ class FoundMLP:
 
 @dataclass(frozen=True)
 class FoundAttention:
-    """One multi-head self-attention layer with a fused ``qkv`` and an output ``proj``."""
+    """One multi-head self-attention layer: query, key and value projections (fused or
+    separate) and an output ``proj``."""
 
     path: str
     block: int | None
@@ -94,16 +100,39 @@ class FoundAttention:
     head_dim: int
 
     @property
-    def qkv(self) -> nn.Linear:
-        return self.module.qkv
+    def fused(self) -> bool:
+        """Whether the projections are one ``qkv`` layer (else ``q_proj``/``k_proj``/``v_proj``)."""
+        return isinstance(getattr(self.module, "qkv", None), nn.Linear)
 
     @property
     def proj(self) -> nn.Linear:
         return self.module.proj
 
+    def query_key_value(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``(W_Q, W_K, W_V)`` of all heads, each [H·head_dim, D]: views of the row blocks
+        of a fused ``qkv`` weight, or the three separate weights (writing to them writes
+        the layer's weights)."""
+        if self.fused:
+            return self.module.qkv.weight.chunk(3)
+        return self.module.q_proj.weight, self.module.k_proj.weight, self.module.v_proj.weight
+
+    def query_key_bias(self) -> tuple[Tensor | None, Tensor | None]:
+        """The query and key biases of the projections (``None`` where a layer has none)."""
+        if self.fused:
+            bias = self.module.qkv.bias
+            return (None, None) if bias is None else bias.chunk(3)[:2]
+        return self.module.q_proj.bias, self.module.k_proj.bias
+
+    @property
+    def qkv_weight(self) -> Tensor:
+        """The three projections stacked as one fused ``qkv`` weight [3·H·head_dim, D] (the
+        layer's own weight when fused, a copy when separate)."""
+        return self.module.qkv.weight if self.fused else torch.cat(self.query_key_value())
+
     def heads(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``(W_Q, W_K, W_V, W_Oᵀ)`` of every head, see :func:`split_heads`."""
-        return split_heads(self.qkv.weight, self.proj.weight, self.num_heads)
+        """``(W_Q, W_K, W_V, W_Oᵀ)`` of every head, see :func:`split_heads` (to write the
+        weights, use :meth:`query_key_value`: the heads of separate projections are copies)."""
+        return split_heads(self.qkv_weight, self.proj.weight, self.num_heads)
 
 
 def split_heads(qkv: Tensor, proj: Tensor, num_heads: int
@@ -124,7 +153,7 @@ def find_mlps(model: nn.Module) -> list[FoundMLP]:
 
 
 def find_attention(model: nn.Module) -> list[FoundAttention]:
-    """Every multi-head self-attention layer (fused ``qkv``, ``proj``) of ``model``."""
+    """Every multi-head self-attention layer of ``model``."""
     return [f for f in _find(model) if isinstance(f, FoundAttention)]
 
 
@@ -189,12 +218,18 @@ def _found_mlp(path: str, block: int | None, part: str, module: nn.Module,
 
 
 def _is_attention(module: nn.Module) -> bool:
-    qkv, proj = getattr(module, "qkv", None), getattr(module, "proj", None)
+    proj = getattr(module, "proj", None)
     heads, head_dim = getattr(module, "num_heads", None), getattr(module, "head_dim", None)
-    if not (isinstance(qkv, nn.Linear) and isinstance(proj, nn.Linear)
-            and isinstance(heads, int) and isinstance(head_dim, int)):
+    if not (isinstance(proj, nn.Linear) and isinstance(heads, int)
+            and isinstance(head_dim, int) and proj.in_features == heads * head_dim):
         return False
-    return qkv.out_features == 3 * heads * head_dim and proj.in_features == heads * head_dim
+    qkv = getattr(module, "qkv", None)
+    if isinstance(qkv, nn.Linear):
+        return qkv.out_features == 3 * heads * head_dim
+    separate = [getattr(module, n, None) for n in ("q_proj", "k_proj", "v_proj")]
+    return (all(isinstance(p, nn.Linear) for p in separate)
+            and {(p.in_features, p.out_features) for p in separate}
+            == {(separate[0].in_features, heads * head_dim)})
 
 
 def _is_tensor(x: object) -> bool:

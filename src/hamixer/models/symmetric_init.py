@@ -23,8 +23,9 @@ def tie_symmetric(model: nn.Module) -> dict[str, list[str]]:
     * every free two-layer MLP: ``fc2.weight = W1ᵀ`` (``W1`` = ``fc1.weight``; the value half
       of a gated MLP's ``fc1``, see :mod:`hamixer.models.find_layers`). Biases are kept.
       Tied MLPs (SymMixer) and AsymMixer's ``Wᵀ + W̃`` have no free ``W2`` and are left;
-    * every attention layer with a fused ``qkv``: the key rows of ``qkv`` (weight and bias)
-      become copies of the query rows, so ``W_K^h = W_Q^h`` in every head.
+    * every attention layer: the key projection (the key rows of a fused ``qkv``, or
+      ``k_proj``) becomes a copy of the query projection, so ``W_K^h = W_Q^h`` in every
+      head; so does the key bias, where the layer has a query and a key bias.
 
     Returns:
         ``{"mlp": [module paths], "attention": [module paths]}``: what was tied.
@@ -41,9 +42,11 @@ def tie_symmetric(model: nn.Module) -> dict[str, list[str]]:
 
 
 def _tie_query_key(layer: FoundAttention) -> None:
-    """Copy the query rows of ``qkv`` into its key rows (weight and bias): with equal biases
-    too, the whole score, not only its bilinear part, is symmetric in the two tokens."""
-    n = layer.num_heads * layer.head_dim
-    layer.qkv.weight[n: 2 * n].copy_(layer.qkv.weight[:n])
-    if layer.qkv.bias is not None:
-        layer.qkv.bias[n: 2 * n].copy_(layer.qkv.bias[:n])
+    """Copy the query projection into the key projection (weight, and bias where both have
+    one): with equal biases too, the whole score, not only its bilinear part, is symmetric
+    in the two tokens."""
+    query, key, _ = layer.query_key_value()
+    key.copy_(query)
+    query_bias, key_bias = layer.query_key_bias()
+    if query_bias is not None and key_bias is not None:
+        key_bias.copy_(query_bias)
