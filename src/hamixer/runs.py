@@ -76,6 +76,16 @@ def format_mean_std(mean: float, std: float, n: int, digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if n > 1 else f"{mean:.{digits}f}"
 
 
+def format_measure(v: float, digits: int) -> str:
+    """``v`` with ``digits`` decimals, or two significant digits where those decimals would
+    show 0 (a breaking ratio at λ = 10 is ~1e-4); below 1e-9, a zero's rounding noise."""
+    if math.isnan(v):
+        return "nan"
+    if 1e-9 <= abs(v) < 0.5 * 10.0 ** -digits:
+        return f"{v:.1e}"
+    return f"{v:.{digits}f}"
+
+
 #: timm's ``summary.csv`` columns ← our ``metrics.jsonl`` keys.
 SUMMARY_CSV = {"epoch": "epoch", "train_loss": "train_loss", "eval_loss": "test_loss",
                "eval_top1": "test_acc", "eval_top5": "test_top5", "lr": "lr"}

@@ -231,3 +231,16 @@ def test_mean_over_seeds_of_metrics_rows():
     assert mean == pytest.approx(0.6) and std == pytest.approx(math.sqrt(0.02))
     table = symmetry_means_table([("m", row, None)])
     assert "| m | 10 | 0.600 ± 0.141 / – |" in table
+
+
+def test_small_measures_keep_their_digits():
+    """A breaking ratio of 6e-5 (λ = 10) is not printed as 0.000; a zero's float noise is."""
+    from hamixer.experiments.report import symmetry_means_table
+    from hamixer.runs import format_measure
+
+    assert format_measure(6.16e-5, 3) == "6.2e-05" and format_measure(0.5183, 3) == "0.518"
+    assert format_measure(4e-4, 4) == "0.0004" and format_measure(4e-5, 4) == "4.0e-05"
+    assert format_measure(1e-17, 3) == "0.000" and format_measure(0.0, 3) == "0.000"
+    row = {"epoch": 10, "sym/mean.token.breaking_ratio": (6.16e-5, 3e-6),
+           "sym/mean.channel.breaking_ratio": (1.36, 0.004)}
+    assert "| 6.2e-05 ± 3.0e-06 / 1.360 ± 0.004 |" in symmetry_means_table([("m", row, None)])

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HamixerError
-from ..runs import mean_std, read_metrics
+from ..runs import format_measure, mean_std, read_metrics
 
 KINDS = ("sweep", "compare", "dynamics", "training")
 
@@ -86,7 +86,7 @@ def _fmt(v: Any, digits: int = 3) -> str:
         return f"{_fmt(v[0], digits)} ± {_fmt(v[1], digits)}"
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
-    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+    return format_measure(v, digits) if isinstance(v, float) else str(v)
 
 
 def mean_over_seeds(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -35,7 +35,6 @@ matrices of the same shapes score.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -51,7 +50,7 @@ from ..models.find_layers import (
     find_mlps,
     split_heads,
 )
-from ..runs import read_init_metrics, read_metrics
+from ..runs import format_measure, read_init_metrics, read_metrics
 from .symmetry_reference import REFERENCE_DRAWS, random_reference
 
 MEASURES = ("cosine", "scale", "residual", "coupling_sym", "coupling_antisym")
@@ -285,7 +284,7 @@ def _cell(row: dict[str, Any], measure: str) -> str:
 
 
 def _fmt(v: float) -> str:
-    return "nan" if math.isnan(v) else f"{v:.4f}"
+    return format_measure(v, 4)
 
 
 def _rows_by_layer(flat: dict[str, Any]) -> dict[tuple[int | None, str], dict[str, Any]]:
