@@ -1,6 +1,12 @@
 """``--jobs N``: several trainings at a time in worker processes, resumable, one table."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +93,81 @@ def test_arguments_at_their_defaults_name_the_same_run(tmp_path, capsys):
     assert "(finished run, read)" in capsys.readouterr().out
     assert main([*args[:kwargs], "n_iter=2", *args[kwargs:]]) == 2
     assert "was trained with model_kwargs=" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ stopping a plan
+LINUX_PROC = pytest.mark.skipif(not Path("/proc/self/cmdline").is_file(),
+                                reason="finds the worker processes through /proc (Linux)")
+MODELS = ("paramixer_n2_8", "symmixer_n2_8")
+
+
+def _live_workers(out: Path) -> list[int]:
+    """The worker processes training under ``out`` (a finished one has no command line)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if "hamixer.experiments.jobs" in cmd and str(out) in cmd:
+            pids.append(int(proc.name))
+    return pids
+
+
+def _wait(condition, seconds: float = 120.0) -> None:
+    end = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def plan_out(tmp_path):
+    """The plan's output directory; any worker still training there is killed at the end,
+    so that a failing test leaves no process behind."""
+    out = tmp_path / "cmp"
+    yield out
+    for pid in _live_workers(out):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _start_long_plan(out: Path) -> subprocess.Popen:
+    """A two-job comparison long enough to be stopped while both workers train."""
+    args = ["compare", "--models", "paramixer,symmixer", "--seeds", "0", "--epochs", "500",
+            "--jobs", "2", "--out", str(out), *TINY]
+    proc = subprocess.Popen([sys.executable, "-m", "hamixer", *args], text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _wait(lambda: all(run_progress(out / m / "seed0")[0] >= 1 for m in MODELS))
+    return proc
+
+
+def _stopped_with_state_saved(out: Path) -> None:
+    _wait(lambda: not _live_workers(out), 60)
+    for m in MODELS:
+        run = out / m / "seed0"
+        assert 1 <= run_progress(run)[0] < 500  # stopped part-way, with its state saved
+        assert (run / "last.json").is_file() and not (run / "summary.json").exists()
+        assert not (run / ".lock").exists()  # released: the same command can continue it
+        assert "stopped by SIGTERM" in (run / "job.log").read_text()
+
+
+@LINUX_PROC
+def test_sigterm_stops_every_worker_cleanly(plan_out):
+    out = plan_out
+    proc = _start_long_plan(out)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert err.strip().splitlines()[-1].startswith("hamixer compare: stopped: stopped by "
+                                                   "SIGTERM; every unfinished run saved")
+    assert not _live_workers(out)  # the command waited for them
+    _stopped_with_state_saved(out)
+
+
+@LINUX_PROC
+def test_workers_of_a_killed_command_stop_by_themselves(plan_out):
+    out = plan_out
+    proc = _start_long_plan(out)
+    proc.kill()  # SIGKILL: the command cannot stop its workers; they notice and stop
+    proc.wait(timeout=30)
+    _stopped_with_state_saved(out)

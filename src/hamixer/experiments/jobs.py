@@ -8,25 +8,35 @@ killed plan continues where each run stopped and a finished run is only read bac
 
 While workers train, one progress line per worker shows its run, epoch and last test
 accuracy; each worker's own output goes to ``job.log`` in its run directory.
+
+Stopping: Ctrl-C or SIGTERM to the command asks every worker to save its state and stop
+(the workers run in their own session, so a terminal's Ctrl-C reaches them only through
+the command, once), and the command exits with 128 + the signal. A worker whose command is
+gone (``kill -9``, a closed terminal) saves and stops by itself within seconds, so no
+orphan keeps training, or holding its run directory's lock, after the command is gone.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import HamixerError
+from ..errors import HamixerError, Interrupted
 from ..train.config import TrainConfig
 
 #: Seconds between looks at the workers' run directories.
 POLL_SECONDS = 1.0
+#: Seconds between a worker's looks at whether the command that started it is still there.
+ORPHAN_CHECK_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -112,17 +122,26 @@ class _Pool:
         self.running: dict[int, tuple[int, subprocess.Popen, Any]] = {}  # slot → (job, p, bar)
 
     def run(self) -> list[dict[str, Any]]:
+        from ..train.loop import StopRequest
+
         queue = list(range(len(self.jobs)))
         try:
-            while queue or self.running:
-                for slot in range(self.n_jobs):
-                    if slot not in self.running and queue:
-                        self._start(slot, queue.pop(0))
-                time.sleep(POLL_SECONDS)
-                self._poll()
-        except BaseException:
+            with StopRequest() as stop:  # the first Ctrl-C/SIGTERM: stop the workers cleanly
+                while (queue or self.running) and stop.signum is None:
+                    for slot in range(self.n_jobs):
+                        if slot not in self.running and queue:
+                            self._start(slot, queue.pop(0))
+                    time.sleep(POLL_SECONDS)
+                    self._poll()
+                if stop.signum is not None:
+                    self._stop_all()
+        except BaseException:  # a second signal (the workers stop at once), or a bug
             self._stop_all()
             raise
+        if stop.signum is not None:
+            name = signal.Signals(stop.signum).name
+            raise Interrupted(f"stopped by {name}; every unfinished run saved its state; the "
+                              "same command continues them", stop.signum)
         if self.failed:
             raise HamixerError(f"{len(self.failed)} of {len(self.jobs)} runs failed: "
                                + "; ".join(self.failed))
@@ -136,13 +155,13 @@ class _Pool:
         if self.gpus > 1:
             env["CUDA_VISIBLE_DEVICES"] = str(slot % self.gpus)
         spec = {"config": {**cfg.to_dict(), "threads": threads, "quiet": True,
-                           "resume": True}, "symmetry": job.symmetry}
+                           "resume": True}, "symmetry": job.symmetry, "parent": os.getpid()}
         out = Path(cfg.out or "")
         out.mkdir(parents=True, exist_ok=True)
         logfile = open(out / "job.log", "a")  # noqa: SIM115 - closed when the worker ends
         proc = subprocess.Popen([sys.executable, "-m", __name__, json.dumps(spec)], env=env,
                                 stdout=logfile, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+                                stdin=subprocess.DEVNULL, start_new_session=True)
         logfile.close()  # the worker holds its own copy
         self.running[slot] = (index, proc, self._bar(slot, index))
 
@@ -191,6 +210,7 @@ class _Pool:
                 proc.wait(timeout=120)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        self.running.clear()
 
 
 def run_progress(run_dir: Path) -> tuple[float, float | None]:
@@ -224,12 +244,26 @@ def _worker(spec_json: str) -> int:
 
     spec = json.loads(spec_json)
     cfg = TrainConfig(**spec["config"])
+    if spec.get("parent"):
+        _stop_when_orphaned(int(spec["parent"]))
     try:
         train_run(cfg, spec["symmetry"])
     except HamixerError as err:
         print(f"error: {err}", file=sys.stderr)
         return int(getattr(err, "exit_code", 2))
     return 0
+
+
+def _stop_when_orphaned(parent: int) -> None:
+    """Once the command that started this worker is gone, stop the run as SIGTERM does (its
+    state saved): the worker is re-parented, so its parent id changes."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(ORPHAN_CHECK_SECONDS)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
 
 
 if __name__ == "__main__":
