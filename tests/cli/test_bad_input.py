@@ -77,6 +77,18 @@ def test_bad_model_kwargs_write_nothing(tmp_path, capsys, command, kwarg, messag
     assert message in err
 
 
+@pytest.mark.parametrize("flag, value, message", [
+    ("--mid-breaking-inits", "zeros", "--mid-breaking-inits: unknown 'zeros'; did you mean: zero?"),
+    ("--breaking-inits", "xavier,xavier", "--breaking-inits must be distinct"),
+    ("--breaking-inits", ",", "--breaking-inits names nothing (valid: xavier, zero, free)"),
+])
+def test_bad_sweep_plan_writes_nothing(tmp_path, capsys, flag, value, message):
+    out = tmp_path / "run"
+    err = _one_line_exit_2(capsys, ["sweep", "--lambdas", "1,0.1,0", flag, value, "--out",
+                                    str(out), *TINY], out)
+    assert message in err
+
+
 def test_digits_convert_to_the_models_channels(tmp_path, capsys):
     out = tmp_path / "rgb"
     assert main(["train", "--model", "paramixer", "--out", str(out), *TINY[:2],

@@ -1,6 +1,12 @@
 import pytest
 
-from hamixer.experiments.sweep import aggregate, format_sweep_md, plot_sweep
+from hamixer.experiments.sweep import (
+    SweepPlan,
+    aggregate,
+    format_sweep_md,
+    middle_note,
+    plot_sweep,
+)
 
 
 def _records():
@@ -82,3 +88,24 @@ def test_epoch_series_from_run_directories(tmp_path):
     png = tmp_path / "epochs.png"
     plot_sweep_epochs(asym, refs, png, "t")
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_plan_spends_seeds_and_starts_on_the_ends():
+    """The finding-2 plan: every start of W̃ and two seeds at the ends (λ ≥ 1, λ = 0) and for
+    the references; the middle of the range once, from the Xavier start."""
+    plan = SweepPlan(lambdas=(10.0, 1e-2, 0.0), seeds=(0, 1),
+                     breaking_inits=("xavier", "zero", "free"), references=("sym",),
+                     mid_seeds=(0,), mid_breaking_inits=("xavier",))
+    entries = plan.entries()
+    assert entries[:5] == [("sym", None, "xavier", 0), ("asym", 10.0, "xavier", 0),
+                           ("asym", 10.0, "zero", 0), ("asym", 10.0, "free", 0),
+                           ("asym", 0.01, "xavier", 0)]
+    assert [e for e in entries if e[1] == 1e-2] == [("asym", 0.01, "xavier", 0)]
+    assert len([e for e in entries if e[1] == 0.0]) == 6  # 3 starts × 2 seeds
+    assert len(entries) == 2 * (1 + 3 + 3) + 1
+    assert middle_note(plan.mid_seeds, plan.mid_breaking_inits) == (
+        " (0 < λ < 1: seeds 0; W̃ start xavier)")
+    assert middle_note(None, None) == ""
+    # without the mid-range settings, the middle gets what the ends get
+    assert len(SweepPlan(lambdas=(1e-2,), seeds=(0, 1), breaking_inits=("zero", "free"),
+                         references=()).entries()) == 4

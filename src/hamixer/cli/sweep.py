@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--breaking-inits", default="xavier", metavar="INITS",
                    help=f"where W̃ starts, comma-separated from {', '.join(BREAKING_INITS)}; "
                         "each is swept over every λ (default xavier)")
+    p.add_argument("--mid-breaking-inits", default=None, metavar="INITS",
+                   help="W̃ starts for 0 < λ < 1 only (default: --breaking-inits); the ends "
+                        "(λ >= 1, λ = 0) get --breaking-inits")
     p.add_argument("--references", default=refs, metavar="KINDS",
                    help=f"reference runs, comma-separated from {', '.join(REFERENCES)} "
                         f"(default {refs})")
@@ -44,6 +47,8 @@ def _choices(text: str, valid: Sequence[str], flag: str) -> list[str]:
     from ..errors import ConfigError, closest
 
     items = [x.strip() for x in text.split(",") if x.strip()]
+    if not items:
+        raise ConfigError(f"{flag} names nothing (valid: {', '.join(valid)})")
     for x in items:
         if x not in valid:
             raise ConfigError(f"{flag}: unknown {x!r}{closest(x, valid)} "
@@ -81,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         lambdas=lambdas, seeds=seeds,
         mid_seeds=_seeds(args.mid_seeds) if args.mid_seeds is not None else None,
         breaking_inits=_choices(args.breaking_inits, BREAKING_INITS, "--breaking-inits"),
+        mid_breaking_inits=(None if args.mid_breaking_inits is None else _choices(
+            args.mid_breaking_inits, BREAKING_INITS, "--mid-breaking-inits")),
         references=() if args.no_references else _choices(args.references, list(REFERENCES),
                                                           "--references"))
     base = config_from_args(args)

@@ -160,13 +160,15 @@ def _sweep_models(data: dict) -> str:
 
 
 def section_sweep(run_dir: Path, figs: _Figures) -> str:
-    from .sweep import format_ends_md, format_sweep_md
+    from .sweep import format_ends_md, format_sweep_md, middle_note
 
     data = _load_json(run_dir / "sweep.json")
     ends = format_ends_md(data["aggregate"])
+    middle = middle_note(data.get("mid_seeds"), data.get("mid_breaking_inits"))
     parts = [f"## λ sweep: {data.get('dataset')} ({run_dir})\n",
              f"{data.get('epochs')} epochs, batch {data.get('batch_size')}, seeds "
-             f"{', '.join(map(str, data.get('seeds', [])))}; models {_sweep_models(data)}.\n",
+             f"{', '.join(map(str, data.get('seeds', [])))}{middle}; models "
+             f"{_sweep_models(data)}.\n",
              format_sweep_md(data["aggregate"]) + "\n",
              ("The ends against their references (λ ≥ 1: SymMixer, λ = 0: ParaMixer; an end "
               "meets its reference within one standard deviation over seeds):\n\n"

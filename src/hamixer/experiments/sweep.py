@@ -58,18 +58,25 @@ class SweepPlan:
     references: Sequence[str] = DEFAULT_REFERENCES
     #: seeds for 0 < λ < 1 (default: ``seeds``); the ends and the references get ``seeds``
     mid_seeds: Sequence[int] | None = None
+    #: W̃ starts for 0 < λ < 1 (default: ``breaking_inits``); the ends get ``breaking_inits``
+    mid_breaking_inits: Sequence[str] | None = None
 
     def seeds_for(self, lam: float | None) -> Sequence[int]:
         if lam is None or is_end(lam) or self.mid_seeds is None:
             return self.seeds
         return self.mid_seeds
 
+    def inits_for(self, lam: float) -> Sequence[str]:
+        if is_end(lam) or self.mid_breaking_inits is None:
+            return self.breaking_inits
+        return self.mid_breaking_inits
+
     def entries(self) -> list[tuple[str, float | None, str, int]]:
         """(kind, λ, breaking_init, seed), one pass over the grid per seed, so that a sweep
         cut short has whole curves for its first seeds."""
         grid: list[tuple[str, float | None, str]] = [(k, None, "xavier")
                                                      for k in self.references]
-        grid += [("asym", lam, init) for lam in self.lambdas for init in self.breaking_inits]
+        grid += [("asym", lam, init) for lam in self.lambdas for init in self.inits_for(lam)]
         seeds = list(dict.fromkeys([*self.seeds, *(self.mid_seeds or [])]))
         return [(kind, lam, init, seed) for seed in seeds for kind, lam, init in grid
                 if seed in self.seeds_for(lam)]
@@ -139,13 +146,15 @@ def run_sweep(base: TrainConfig, plan: SweepPlan, out: Path, symmetry: bool = Tr
         "dataset": base.dataset, "epochs": base.epochs, "batch_size": base.batch_size,
         "lambdas": list(plan.lambdas), "seeds": list(plan.seeds),
         "mid_seeds": None if plan.mid_seeds is None else list(plan.mid_seeds),
-        "breaking_inits": list(plan.breaking_inits), "models": size,
+        "breaking_inits": list(plan.breaking_inits),
+        "mid_breaking_inits": (None if plan.mid_breaking_inits is None
+                               else list(plan.mid_breaking_inits)),
+        "models": size,
         "config": {**base.to_dict(), "model": None, "out": None},
         "records": records, "aggregate": agg, "command": command, "versions": versions()})
+    middle = middle_note(plan.mid_seeds, plan.mid_breaking_inits)
     header = (f"# λ sweep on {base.dataset}: {base.epochs} epochs, batch {base.batch_size}, "
-              f"seeds {', '.join(map(str, plan.seeds))}"
-              + (f" (0 < λ < 1: {', '.join(map(str, plan.mid_seeds))})"
-                 if plan.mid_seeds is not None else "") + "\n\n")
+              f"seeds {', '.join(map(str, plan.seeds))}{middle}\n\n")
     footer = f"\n\nCommand: `{command}`\n" if command else "\n"
     ends = format_ends_md(agg)
     write_text(out / "sweep.md", header + table + (f"\n\n{ends}" if ends else "") + footer)
@@ -157,6 +166,17 @@ def run_sweep(base: TrainConfig, plan: SweepPlan, out: Path, symmetry: bool = Tr
     plot_sweep_epochs(*epoch_series(records), out / "sweep-epochs.png",
                       title=f"{size['asym']} on {base.dataset}, per epoch (mean over seeds)")
     return {"records": records, "aggregate": agg, "table": table, "ends": ends}
+
+
+def middle_note(mid_seeds: Sequence[int] | None, mid_inits: Sequence[str] | None) -> str:
+    """What the middle of the λ range gets where it differs from the ends (a sweep's
+    ``mid_seeds`` and ``mid_breaking_inits``), for a table's header."""
+    parts = []
+    if mid_seeds is not None:
+        parts.append(f"seeds {', '.join(map(str, mid_seeds))}")
+    if mid_inits is not None:
+        parts.append(f"W̃ start {', '.join(mid_inits)}")
+    return f" (0 < λ < 1: {'; '.join(parts)})" if parts else ""
 
 
 # ------------------------------------------------------------------------ aggregation
