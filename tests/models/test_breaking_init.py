@@ -1,4 +1,4 @@
-"""AsymMixer's ``breaking_init``: where the breaking matrix W̃ starts."""
+"""AsymMixer's ``breaking_init`` (where W̃ starts) and ``breaking_weight_decay``."""
 
 import pytest
 import torch
@@ -55,3 +55,27 @@ def test_bad_breaking_init():
         create_model("asymmixer_n2_8", breaking_init="ones")
     with pytest.raises(ConfigError, match="needs asymmetric MLPs"):
         create_model("paramixer_n2_8", breaking_init="zero")
+
+
+@pytest.mark.parametrize("decay", [True, False])
+@pytest.mark.parametrize("start", ["xavier", "free"])
+def test_breaking_weight_decay_sets_the_optimizer_groups(decay, start):
+    """timm's ``no_weight_decay()`` exempts every W̃ (only W̃) from AdamW's decay."""
+    from hamixer.train.config import TrainConfig
+    from hamixer.train.setup import make_optimizer_and_scheduler
+
+    model = create_model("asymmixer_n2_8", **SMALL, breaking_weight_decay=decay,
+                         breaking_init=start)
+    optimizer, _ = make_optimizer_and_scheduler(TrainConfig(weight_decay=0.05), model, 10)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for g in optimizer.param_groups if g["weight_decay"] > 0
+               for p in g["params"]}
+    breaking = {n for n in names.values() if n.endswith(".breaking")}
+    assert len(breaking) == 2 * SMALL["num_blocks"]
+    assert (breaking & decayed) == (breaking if decay else set())
+    assert "blocks.0.token_mlp.weight" in decayed  # W1 is decayed either way
+
+
+def test_breaking_weight_decay_needs_a_breaking_matrix():
+    with pytest.raises(ConfigError, match="breaking_weight_decay=False needs a breaking"):
+        create_model("paramixer_n2_8", breaking_weight_decay=False)

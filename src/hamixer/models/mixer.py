@@ -88,6 +88,10 @@ class HamMixer(nn.Module):
             (W̃ = 0: the model is SymMixer's at the same seed, weight for weight) or
             ``"free"`` (W̃ = W2₀ − W1₀ᵀ from the free ParaMixer's initial weights at the same
             seed: the model computes ParaMixer's initial function exactly).
+        breaking_weight_decay: whether the optimizer's weight decay shrinks W̃ (``False``
+            lists every W̃ in ``no_weight_decay()``, timm's way of exempting parameters).
+            The official code decays W̃ like every matrix; shrinking W̃ pulls
+            W2 = W1ᵀ + W̃ toward W1ᵀ, a symmetric pull that acts even at λ = 0.
     """
 
     def __init__(
@@ -117,6 +121,7 @@ class HamMixer(nn.Module):
         weight_init: str = "official",
         init: str = "default",
         breaking_init: str = "xavier",
+        breaking_weight_decay: bool = True,
     ) -> None:
         # The constructor's arguments, to build the same network with other MLPs (the twin
         # that a "zero" or "free" breaking_init copies its start from).
@@ -133,6 +138,7 @@ class HamMixer(nn.Module):
         self.num_features = self.head_hidden_size = self.embed_dim = embed_dim
         self.n_iter = n_iter
         self.asym_lambda = float(asym_lambda)
+        self.breaking_weight_decay = bool(breaking_weight_decay)
         self.grad_checkpointing = False
 
         self.stem = PatchEmbed(img_size=img_size, patch_size=patch_size, in_chans=in_chans,
@@ -156,6 +162,9 @@ class HamMixer(nn.Module):
             self.symmetrize_()
         if breaking_init != "xavier":
             self._start_from_twin(breaking_init, twin_args, twin_rng)
+        if not breaking_weight_decay and not self.no_weight_decay():
+            raise ConfigError("breaking_weight_decay=False needs a breaking matrix W̃ "
+                              "(AsymMixer's asymmetric MLPs)")
 
     # ----------------------------------------------------------------- initialisation
     @torch.no_grad()
@@ -199,7 +208,7 @@ class HamMixer(nn.Module):
         twin_mlp = "symmetric" if breaking_init == "zero" else "free"
         torch.random.set_rng_state(rng)
         twin = HamMixer(**{**args, "mlp": twin_mlp, "token_mlp": None,
-                           "breaking_init": "xavier"})
+                           "breaking_init": "xavier", "breaking_weight_decay": True})
         mlps = {name: m for name, m in self.named_modules() if isinstance(m, AsymmetricMLP)}
         for name, mlp in mlps.items():
             mlp.start_from_(twin.get_submodule(name))
@@ -232,7 +241,11 @@ class HamMixer(nn.Module):
                      if num_classes > 0 else nn.Identity())
 
     def no_weight_decay(self) -> set[str]:
-        return set()
+        """Parameters the optimizer must not decay: every W̃ with
+        ``breaking_weight_decay=False``, else none."""
+        if self.breaking_weight_decay:
+            return set()
+        return {name for name, _ in self.named_parameters() if name.endswith(".breaking")}
 
     # -------------------------------------------------------------------- forward
     def forward_blocks(self, x: Tensor) -> Tensor:
