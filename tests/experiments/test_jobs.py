@@ -171,3 +171,20 @@ def test_workers_of_a_killed_command_stop_by_themselves(plan_out):
     proc.kill()  # SIGKILL: the command cannot stop its workers; they notice and stop
     proc.wait(timeout=30)
     _stopped_with_state_saved(out)
+
+
+def test_resumed_run_bar_counts_only_new_epochs(tmp_path):
+    """A run resumed at epoch 3.5 of 10 starts its bar there: the time left is measured from
+    the epochs trained now, not from all 3.5 as if they had taken no time."""
+    from hamixer.experiments.jobs import Job, _Pool
+    from hamixer.train.config import TrainConfig
+
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [{"epoch": e, "test_acc": 80.0 + e} for e in (1, 2, 3)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run / "last.json").write_text(json.dumps({"epoch": 3, "step": 50, "steps_per_epoch": 100}))
+    pool = _Pool([Job("m", TrainConfig(epochs=10, out=str(run)))], 2, print, progress=True)
+    bar = pool._bar(0, 0)
+    assert bar.initial == bar.n == 3.5 and bar.total == 10
+    bar.close()

@@ -169,10 +169,14 @@ class _Pool:
         from tqdm import tqdm
 
         job = self.jobs[index]
-        return tqdm(total=job.cfg.epochs, position=slot, leave=False, unit="epoch",
-                    desc=f"[{index + 1}/{len(self.jobs)}] {job.label}", disable=not self.show,
-                    dynamic_ncols=True, bar_format="{desc}: {n:.1f}/{total} epochs "
-                    "|{bar}| {elapsed}<{remaining}{postfix}")
+        # A resumed run starts its bar where it stopped, so that the rate and the time left
+        # count only the epochs trained now (tqdm measures the rate from `initial`).
+        done = min(run_progress(Path(job.cfg.out or ""))[0], job.cfg.epochs)
+        return tqdm(total=job.cfg.epochs, initial=done, position=slot, leave=False,
+                    unit="epoch", desc=f"[{index + 1}/{len(self.jobs)}] {job.label}",
+                    disable=not self.show, dynamic_ncols=True,
+                    bar_format="{desc}: {n:.1f}/{total} epochs |{bar}| {elapsed}<{remaining}"
+                    "{postfix}")
 
     def _poll(self) -> None:
         from tqdm import tqdm
