@@ -159,3 +159,47 @@ def test_report_on_dynamics(tmp_path):
     assert "## Block dynamics" in text and "| symmetric |" in text
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert len(links) == 3 and all((tmp_path / link).is_file() for link in links)
+
+
+def test_since_init_measures_how_training_moved_the_mlps(tmp_path, capsys):
+    """Rebuilt from the seed, the start matches what the run logged at epoch 0; W2 moves as
+    W1ᵀ does in SymMixer, independently in ParaMixer, in between in AsymMixer (λ = 0)."""
+    cosines = {}
+    for model, extra in (("symmixer", []), ("paramixer", []),
+                         ("asymmixer", ["asym_lambda=0", "breaking_init=free"])):
+        out = tmp_path / model
+        tiny = [*TINY[:3], *extra, *TINY[3:]]  # more --model-kwargs
+        assert main(["train", "--model", model, "--epochs", "2", "--seed", "3", "--out",
+                     str(out), *tiny]) == 0
+        capsys.readouterr()
+        assert main(["symmetry", str(out), "--since-init", "--json", "--no-reference"]) == 0
+        res = json.loads(capsys.readouterr().out)["since_init"]
+        assert res["seed"] == 3 and res["checked"] is True
+        cosines[model] = {r["mlp"]: r["update_cosine"] for r in res["rows"]
+                          if r["block"] == "mean"}
+        assert main(["symmetry", str(out), "--since-init", "--no-reference"]) == 0
+        text = capsys.readouterr().out
+        assert "rebuilt from seed 3; they match the run's epoch-0 measures" in text
+    for part in ("token", "channel"):
+        assert cosines["symmixer"][part] == pytest.approx(1.0)
+        assert abs(cosines["paramixer"][part]) < 0.5
+        assert 0.3 < cosines["asymmixer"][part] < 0.99
+
+
+def test_since_init_refuses_a_start_it_cannot_rebuild(trained, capsys, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    init = json.loads((run / "init_metrics.json").read_text())
+    init["sym/0.token.cosine"] += 0.01  # the run did not start where the seed says
+    (run / "init_metrics.json").write_text(json.dumps(init))
+    assert main(["symmetry", str(run), "--since-init"]) == 2
+    err = capsys.readouterr().err
+    assert "do not match the run's epoch-0 measures (sym/0.token.cosine" in err
+    assert len(err.strip().splitlines()) == 1
+    (run / "init_metrics.json").unlink()  # nothing to check against: measured, and said so
+    assert main(["symmetry", str(run), "--since-init", "--no-reference"]) == 0
+    assert "logged no epoch-0 measures to check them against" in capsys.readouterr().out
+    assert main(["symmetry", "--model", "paramixer_n2_8", "--since-init"]) == 2
+    assert "--since-init needs a run's checkpoint" in capsys.readouterr().err

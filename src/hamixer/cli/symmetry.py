@@ -26,6 +26,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prefer", choices=["best", "last"], default="best",
                    help="which checkpoint of a run directory")
     p.add_argument("--json", action="store_true", help="print JSON rows")
+    p.add_argument("--since-init", action="store_true",
+                   help="also how training moved each MLP: cos(ΔW2, ΔW1ᵀ), ‖ΔW1‖/‖W1₀‖, "
+                        "‖ΔW2‖/‖W2₀‖ against the run's initial weights, rebuilt from its seed "
+                        "and checked against its epoch-0 measures (a run's checkpoint only)")
     p.add_argument("--no-reference", action="store_false", dest="reference",
                    help="leave out the untrained references (random matrices of the same "
                         "shapes, a few draws)")
@@ -48,15 +52,20 @@ def run(args: argparse.Namespace) -> int:
     if not report["mlp"] and not report["attention"]:
         raise HamixerError(f"{meta['model']} has no two-layer MLPs or attention layers to "
                            "measure")
+    updates = _since_init(model, meta) if args.since_init else None
     pngs = _plots(args, model, meta)
     if args.json:
-        print(json.dumps({"checkpoint": meta["path"], "model": meta["model"],
-                          "epoch": meta["epoch"], "rows": report["mlp"],
-                          "attention": report["attention"]}, indent=2))
+        out = {"checkpoint": meta["path"], "model": meta["model"], "epoch": meta["epoch"],
+               "rows": report["mlp"], "attention": report["attention"]}
+        if updates is not None:
+            out["since_init"] = updates
+        print(json.dumps(out, indent=2))
         return 0
     when = f"epoch {meta['epoch']}, " if meta["epoch"] is not None else ""
     print(f"{meta['model']} ({when}{meta['path']})\n")
     print(_tables(report, args.reference))
+    if updates is not None:
+        print(f"\n{_update_section(updates, meta)}")
     for png in pngs:
         print(f"\nwrote {png}")
     return 0
@@ -79,6 +88,34 @@ def _tables(report: dict[str, list], reference: bool) -> str:
     if reference:
         parts.append(REFERENCE_NOTE)
     return "\n\n".join(parts)
+
+
+def _since_init(model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
+    from pathlib import Path
+
+    from ..errors import HamixerError
+    from ..experiments.weight_updates import (
+        check_rebuilt,
+        model_weight_updates,
+        rebuild_initial_model,
+    )
+
+    initial = rebuild_initial_model(meta)
+    rows = model_weight_updates(initial, model)
+    if not rows:
+        raise HamixerError(f"{meta['model']} has no two-layer MLPs to measure")
+    checked = check_rebuilt(initial, Path(meta["path"]).parent)
+    return {"seed": meta["config"]["seed"], "checked": checked, "rows": rows}
+
+
+def _update_section(updates: dict[str, Any], meta: dict[str, Any]) -> str:
+    from ..experiments.weight_updates import format_update_table
+
+    check = ("they match the run's epoch-0 measures" if updates["checked"] else
+             "the run logged no epoch-0 measures to check them against")
+    return (f"Since the initial weights (rebuilt from seed {updates['seed']}; {check}):\n\n"
+            + format_update_table(updates["rows"]) + "\n\ncos(ΔW2, ΔW1ᵀ): 1 when W2 moves "
+            "as W1ᵀ does (tied weights), about 0 when the two are updated independently")
 
 
 def _plots(args: argparse.Namespace, model: nn.Module, meta: dict[str, Any]) -> list[str]:
@@ -117,8 +154,9 @@ def _model_and_meta(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]
         raise ConfigError("pass a checkpoint (a run) or --model NAME with "
                           "--initial-checkpoint PATH or --pretrained")
     if args.checkpoint is None:
-        if args.plot is not None:
-            raise ConfigError("--plot draws a run's logged measures; --model has no run")
+        if args.plot is not None or args.since_init:
+            raise ConfigError(f"{'--plot' if args.plot is not None else '--since-init'} "
+                              "needs a run's checkpoint; --model has no run")
         return model_from_args(args)
     if args.initial_checkpoint or args.model_kwargs or args.pretrained:
         raise ConfigError("--initial-checkpoint, --pretrained and --model-kwargs go with "

@@ -209,11 +209,25 @@ class TrainingParts:
     dataset_meta: dict[str, Any]  # the data as checkpoints and ``eval`` need to know it
 
 
+def initial_model(name: str, kwargs: dict[str, Any], seed: int,
+                  initial_checkpoint: str | None = None) -> nn.Module:
+    """The model a run seeded ``seed`` starts from, on the CPU: built right after seeding
+    every RNG, so that its weights depend on the seed alone (and can be rebuilt from a
+    checkpoint's ``seed``, ``model`` and ``model_kwargs``), then loaded from
+    ``initial_checkpoint`` if there is one."""
+    from ..models import create_model, load_external
+
+    seed_everything(seed)
+    model = create_model(name, **kwargs)
+    if initial_checkpoint:
+        load_external(model, initial_checkpoint)
+    return model
+
+
 def build_parts(cfg: TrainConfig, ctx: DistContext,
                 rank_device: torch.device | None) -> TrainingParts:
     """Build every part of the run from ``cfg`` (seeded with ``cfg.seed`` first, so that the
     model's initial weights depend on the seed only). Writes nothing."""
-    from ..models import create_model, load_external
     from ..models.registry import model_source
 
     device = rank_device or select_device(cfg.device)
@@ -224,10 +238,9 @@ def build_parts(cfg: TrainConfig, ctx: DistContext,
     num_classes = len(train_split.classes)
     in_chans = int(train_split.images.shape[-1])
     kwargs = model_kwargs_for(cfg, num_classes, in_chans, img_size)
-    model = create_model(cfg.model, **kwargs).to(device)
+    # before the EMA copies the weights
+    model = initial_model(cfg.model, kwargs, cfg.seed, cfg.initial_checkpoint).to(device)
     source = model_source(cfg.model)
-    if cfg.initial_checkpoint:  # before the EMA copies the weights
-        load_external(model, cfg.initial_checkpoint)
     mean, std = model.pretrained_cfg["mean"], model.pretrained_cfg["std"]
     train_batches = ImageBatches(train_split, cfg.batch_size, img_size, mean, std, num_classes,
                                  train=True, augment=augment_spec(cfg), device=device,

@@ -1,0 +1,110 @@
+"""How training moved each two-layer MLP away from its initial weights.
+
+The symmetry measures of :mod:`hamixer.experiments.symmetry` say where W1 and W2 *are*; these
+say how they *moved*. With ``ΔW1 = W1 − W1₀`` and ``ΔW2 = W2 − W2₀`` (W2 the effective output
+matrix, ``W1ᵀ + W̃`` in AsymMixer):
+
+* ``update_cosine``: cos(ΔW2, ΔW1ᵀ). 1 for a tied MLP, whose W2 moves exactly as W1ᵀ does;
+  about 0 when the two matrices are updated independently, as in a free Mixer. AsymMixer's
+  W2 = W1ᵀ + W̃ carries every update of W1 along with W̃'s own, so it lies in between even
+  without a penalty on W̃: the parametrization alone couples the two moves.
+* ``w1_moved``, ``w2_moved``: ‖ΔW1‖/‖W1₀‖ and ‖ΔW2‖/‖W2₀‖, how far each matrix went.
+
+The initial weights of a run are rebuilt from its checkpoint (the trainer builds a model
+from its seed alone: :func:`hamixer.train.setup.initial_model`) and checked against the
+measures the run logged at epoch 0.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import HamixerError
+from ..models.find_layers import find_mlps
+from ..runs import format_measure, read_init_metrics
+
+UPDATE_MEASURES = ("update_cosine", "w1_moved", "w2_moved")
+UPDATE_HEADS = ("cos(ΔW2, ΔW1ᵀ)", "‖ΔW1‖/‖W1₀‖", "‖ΔW2‖/‖W2₀‖")
+#: How close the rebuilt initial weights' measures must be to those the run logged.
+REBUILD_TOLERANCE = 1e-6
+
+
+@torch.no_grad()
+def weight_update(w1_0: Tensor, w2_0: Tensor, w1: Tensor, w2: Tensor) -> dict[str, float]:
+    """The measures above for one MLP, from its initial and its trained ``W1``, ``W2``."""
+    d1, d2 = (w1 - w1_0).double(), (w2 - w2_0).double()
+    n1, n2 = d1.norm(), d2.norm()
+    moved = n1 > 0 and n2 > 0
+    cosine = ((d2 * d1.t()).sum() / (n1 * n2)).item() if moved else math.nan
+    return {"update_cosine": cosine, "w1_moved": (n1 / w1_0.double().norm()).item(),
+            "w2_moved": (n2 / w2_0.double().norm()).item()}
+
+
+def model_weight_updates(initial: nn.Module, trained: nn.Module) -> list[dict[str, Any]]:
+    """One row per MLP of ``trained``: ``{"block", "mlp", "module", **measures}``, then one
+    ``"block": "mean"`` row per part (token, channel, …) over the blocks."""
+    before = {layer.path: layer for layer in find_mlps(initial)}
+    rows, per_part = [], {}
+    for layer in find_mlps(trained):
+        start = before.get(layer.path)
+        if start is None:
+            raise HamixerError(f"the initial model has no MLP at {layer.path}")
+        row = {"block": layer.block, "mlp": layer.part, "module": layer.path,
+               **weight_update(start.w1, start.w2, layer.w1, layer.w2)}
+        rows.append(row)
+        if layer.block is not None:
+            per_part.setdefault(layer.part, []).append(row)
+    for part, group in per_part.items():
+        rows.append({"block": "mean", "mlp": part, **{
+            m: sum(r[m] for r in group) / len(group) for m in UPDATE_MEASURES}})
+    return rows
+
+
+def rebuild_initial_model(meta: dict[str, Any]) -> nn.Module:
+    """The model the run of checkpoint ``meta`` (from :func:`load_model`) started from."""
+    from ..train.setup import initial_model
+
+    config = meta.get("config") or {}
+    if "seed" not in config:
+        raise HamixerError(f"{meta['path']} does not record its run's seed, so its initial "
+                           "weights cannot be rebuilt")
+    start = config.get("initial_checkpoint")
+    if start and not Path(start).exists():
+        raise HamixerError(f"{meta['path']}: the run started from --initial-checkpoint "
+                           f"{start}, which is not there any more")
+    return initial_model(meta["model"], meta.get("model_kwargs", {}), config["seed"], start)
+
+
+def check_rebuilt(initial: nn.Module, run_dir: str | Path) -> bool:
+    """Compare the rebuilt initial model's symmetry measures with the run's
+    ``init_metrics.json``: True if they match, False if the run logged none (nothing to check
+    against); raises if they differ, since then the rebuild is not the run's start."""
+    from .symmetry import flat_symmetry
+
+    logged = read_init_metrics(run_dir) or {}
+    rebuilt = flat_symmetry(initial)
+    keys = [k for k in rebuilt if k in logged]
+    if not keys:
+        return False
+    worst = max(keys, key=lambda k: abs(rebuilt[k] - logged[k]))
+    if abs(rebuilt[worst] - logged[worst]) > REBUILD_TOLERANCE:
+        raise HamixerError(f"the initial weights rebuilt from the run's seed do not match the "
+                           f"run's epoch-0 measures ({worst}: {rebuilt[worst]:.6g} against "
+                           f"{logged[worst]:.6g} in {Path(run_dir) / 'init_metrics.json'})")
+    return True
+
+
+def format_update_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown table of :func:`model_weight_updates` rows."""
+    head = ["block", "mlp", *UPDATE_HEADS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        block = "–" if r["block"] is None else str(r["block"])
+        cells = [block, r["mlp"], *(format_measure(r[m], 4) for m in UPDATE_MEASURES)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
