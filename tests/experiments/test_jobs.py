@@ -185,6 +185,30 @@ def test_resumed_run_bar_counts_only_new_epochs(tmp_path):
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (run / "last.json").write_text(json.dumps({"epoch": 3, "step": 50, "steps_per_epoch": 100}))
     pool = _Pool([Job("m", TrainConfig(epochs=10, out=str(run)))], 2, print, progress=True)
+    pool.terminal = True
     bar = pool._bar(0, 0)
     assert bar.initial == bar.n == 3.5 and bar.total == 10
     bar.close()
+
+
+def test_progress_to_a_file_is_one_line_per_epoch(tmp_path, capsys):
+    """With the output going to a file (a sweep under nohup), each worker writes a line per
+    finished epoch instead of redrawing a bar with carriage returns and cursor moves."""
+    from hamixer.experiments.jobs import Job, _Pool
+    from hamixer.train.config import TrainConfig
+
+    pool = _Pool([Job("m seed 0", TrainConfig(epochs=10, out=str(tmp_path / "run")))], 2,
+                 print, progress=True)
+    pool.terminal = False
+    bar = pool._bar(0, 0)
+    for n, acc in ((0.4, None), (1.0, "test 80.00%"), (1.7, "test 80.00%"),
+                   (2.1, "test 81.50%")):
+        bar.n = n
+        if acc:
+            bar.set_postfix_str(acc, refresh=False)
+        bar.refresh()
+    bar.close()
+    lines = capsys.readouterr().err.splitlines()
+    assert [x.split(" (")[0] for x in lines] == ["[1/1] m seed 0: epoch 1/10, test 80.00%",
+                                                 "[1/1] m seed 0: epoch 2/10, test 81.50%"]
+    assert "\r" not in "".join(lines) and "\x1b" not in "".join(lines)

@@ -7,7 +7,8 @@ machine with several GPUs each worker gets one. Every run resumes from its direc
 killed plan continues where each run stopped and a finished run is only read back.
 
 While workers train, one progress line per worker shows its run, epoch and last test
-accuracy; each worker's own output goes to ``job.log`` in its run directory.
+accuracy (redrawn on a terminal; written out once per finished epoch when the output goes to
+a file); each worker's own output goes to ``job.log`` in its run directory.
 
 Stopping: Ctrl-C or SIGTERM to the command asks every worker to save its state and stop
 (the workers run in their own session, so a terminal's Ctrl-C reaches them only through
@@ -114,6 +115,7 @@ class _Pool:
     def __init__(self, jobs: Sequence[Job], n_jobs: int, log: Callable[[str], None],
                  progress: bool) -> None:
         self.jobs, self.n_jobs, self.log, self.show = list(jobs), n_jobs, log, progress
+        self.terminal = sys.stderr.isatty()  # bars redrawn in place; else one line an epoch
         self.gpus = _cuda_devices(self.jobs)
         cores = os.cpu_count() or 1
         self.threads = max(1, cores // n_jobs)
@@ -172,6 +174,9 @@ class _Pool:
         # A resumed run starts its bar where it stopped, so that the rate and the time left
         # count only the epochs trained now (tqdm measures the rate from `initial`).
         done = min(run_progress(Path(job.cfg.out or ""))[0], job.cfg.epochs)
+        if not self.terminal:
+            return _EpochLines(f"[{index + 1}/{len(self.jobs)}] {job.label}", job.cfg.epochs,
+                               done, self.show)
         return tqdm(total=job.cfg.epochs, initial=done, position=slot, leave=False,
                     unit="epoch", desc=f"[{index + 1}/{len(self.jobs)}] {job.label}",
                     disable=not self.show, dynamic_ncols=True,
@@ -215,6 +220,33 @@ class _Pool:
             except subprocess.TimeoutExpired:
                 proc.kill()
         self.running.clear()
+
+
+class _EpochLines:
+    """A worker's progress written to a file: one line per finished epoch, where a redrawn
+    bar would fill the file with carriage returns and cursor moves. Has the part of tqdm's
+    interface that :class:`_Pool` uses."""
+
+    def __init__(self, desc: str, total: int, initial: float, show: bool) -> None:
+        self.desc, self.total, self.initial, self.n, self.show = desc, total, initial, initial, show
+        self.postfix = ""
+        self._said = int(initial)  # the last whole epoch written out
+        self._start = time.monotonic()
+
+    def set_postfix_str(self, text: str, refresh: bool = False) -> None:
+        self.postfix = text
+
+    def refresh(self) -> None:
+        if not self.show or int(self.n) <= self._said:
+            return
+        self._said = int(self.n)
+        minutes, seconds = divmod(int(time.monotonic() - self._start), 60)
+        after = f", {self.postfix}" if self.postfix else ""
+        print(f"{self.desc}: epoch {self._said}/{self.total}{after} ({minutes}:{seconds:02d} "
+              "since this command started it)", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        pass
 
 
 def run_progress(run_dir: Path) -> tuple[float, float | None]:
