@@ -123,6 +123,7 @@ def test_sweep_and_report(tmp_path, capsys):
                  str(sweep / "paramixer_n2_8" / "seed0"), "--out", str(report)]) == 0
     text = report.read_text()
     assert "## Comparison: digits" in text and "## λ sweep: digits" in text
+    assert "model arguments: num_blocks=1, embed_dim=16" in text  # what the plan changed
     # the sweep's section: the λ = 0 end against ParaMixer; the symmetry of the free
     # references and of the end (λ = 0, not the middle λ = 1e-2) from where it started
     assert "| 0 | xavier | ParaMixer |" in text and "– (one seed) |" in text

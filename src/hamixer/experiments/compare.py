@@ -107,13 +107,17 @@ def _descent_over_seeds(records: list[dict[str, Any] | None]) -> dict[str, Any] 
             "images": min(r["images"] for r in done)}
 
 
+def model_arguments_line(kwargs: dict[str, Any]) -> str:
+    """What the plan changed in the registered models: the names in the table are the
+    registered ones, so a table of, say, AsymMixer at λ = 0 says so here."""
+    return "model arguments: " + ", ".join(f"{k}={v}" for k, v in kwargs.items())
+
+
 def _header(base: TrainConfig, seeds: Sequence[int], n_iters: Sequence[int] | None) -> str:
     text = (f"# {base.dataset}: {base.epochs} epochs, batch {base.batch_size}, "
             f"seeds {', '.join(map(str, seeds))}\n\n")
     if base.model_kwargs:
-        # the names in the table are the registered ones; say what was changed in them
-        text += ("model arguments: "
-                 + ", ".join(f"{k}={v}" for k, v in base.model_kwargs.items()) + "\n\n")
+        text += model_arguments_line(base.model_kwargs) + "\n\n"
     if n_iters:
         text += (f"each block applied n_iter = {', '.join(map(str, n_iters))} times with "
                  "shared weights; energy descent: of the applications of every block (all "

@@ -211,10 +211,11 @@ def _sweep_symmetry(run_dir: Path, data: dict) -> str:
 
 
 def section_compare(run_dir: Path, figs: _Figures) -> str:
-    from .compare import format_table
+    from .compare import format_table, model_arguments_line
 
     data = _load_json(run_dir / "results.json")
     seeds = data.get("seeds", [])
+    kwargs = (data.get("config") or {}).get("model_kwargs")
     parts = [f"## Comparison: {data.get('dataset')} ({run_dir})\n",
              f"{data.get('epochs')} epochs, batch {data.get('batch_size')}, seeds "
              f"{', '.join(map(str, seeds))}; same seed, data order and budget for every model"
@@ -222,6 +223,7 @@ def section_compare(run_dir: Path, figs: _Figures) -> str:
                 "with shared weights (energy descent: of every block's applications, over "
                 "all seeds, how many lowered its energy)" if data.get("n_iters") else "")
              + ".\n",
+             *([model_arguments_line(kwargs) + "\n"] if kwargs else []),
              format_table(data["models"], len(seeds)) + "\n",
              figs.add(run_dir / "curves.png", run_dir.name, "test accuracy per epoch")]
     sym_rows = [row for r in data["models"] if (row := _seeds_symmetry(run_dir, data, r["model"]))]
