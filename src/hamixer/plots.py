@@ -26,6 +26,7 @@ SYMMETRY_LABELS = {
     "cosine": "cos(W2, W1ᵀ)",
     "coupling_antisym": "‖J_anti‖ / ‖J‖  (J = W2·W1)",
     "breaking_ratio": "‖W̃‖ / ‖W1ᵀ‖",
+    "update_cosine": "cos(ΔW2, ΔW1ᵀ) since the start",
     "qk_sym": "‖M_sym‖ / ‖M‖  (M = W_Qᵀ W_K)",
     "vo_sym": "‖N_sym‖ / ‖N‖  (N = W_O W_V)",
 }

@@ -173,11 +173,26 @@ def test_since_init_measures_how_training_moved_the_mlps(tmp_path, capsys):
         assert main(["train", "--model", model, "--epochs", "2", "--seed", "3", "--out",
                      str(out), *tiny]) == 0
         capsys.readouterr()
-        assert main(["symmetry", str(out), "--since-init", "--json", "--no-reference"]) == 0
+        assert main(["symmetry", str(out), "--since-init", "--json", "--no-reference",
+                     "--prefer", "last"]) == 0
         res = json.loads(capsys.readouterr().out)["since_init"]
         assert res["seed"] == 3 and res["checked"] is True
         cosines[model] = {r["mlp"]: r["update_cosine"] for r in res["rows"]
                           if r["block"] == "mean"}
+        # training logged the same every epoch (not at epoch 0, where nothing has moved)
+        last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+        for part, value in cosines[model].items():
+            assert last[f"sym/mean.{part}.update_cosine"] == pytest.approx(value, abs=1e-9)
+        assert "sym/0.token.w2_moved" in last
+        init = json.loads((out / "init_metrics.json").read_text())
+        assert not any(k.endswith(("update_cosine", "_moved")) for k in init)
+        # a resumed run's hook rebuilds the start from the checkpoint: the same values
+        from hamixer.experiments.weight_updates import UpdateHook
+        from hamixer.train.checkpoint import load_model
+
+        trained, _ = load_model(out, prefer="last")
+        assert UpdateHook(out)(trained, 2) == pytest.approx(
+            {k: v for k, v in last.items() if k.endswith(("update_cosine", "_moved"))})
         assert main(["symmetry", str(out), "--since-init", "--no-reference"]) == 0
         text = capsys.readouterr().out
         assert "rebuilt from seed 3; they match the run's epoch-0 measures" in text

@@ -48,6 +48,6 @@ def test_model_rows_and_means():
 
 
 def test_layouts_must_match():
-    with pytest.raises(HamixerError, match="no MLP at"):
+    with pytest.raises(HamixerError, match="no MLP like"):
         model_weight_updates(create_model("symmixer_n2_8", num_blocks=1),
                              create_model("symmixer_n2_8", num_blocks=2))

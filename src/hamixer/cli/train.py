@@ -31,11 +31,8 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from ..errors import ConfigError
-    from ..experiments.symmetry import (
-        plot_run_symmetry,
-        plot_run_symmetry_blocks,
-        symmetry_hook,
-    )
+    from ..experiments.symmetry import plot_run_symmetry, plot_run_symmetry_blocks
+    from ..experiments.training import measure_hooks
     from ..models.registry import has_free_mlps
     from ..provenance import record_command
     from ..train.run import run_training
@@ -49,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--init symmetric ties free MLPs (vanillamixer, paramixer, timm "
                           f"models); "
                           f"{cfg.model} has none, so it would have no effect")
-    hooks = () if args.no_symmetry else (symmetry_hook,)
+    hooks = () if args.no_symmetry else measure_hooks(cfg.out)
     sink = None
     if args.log_wandb:
         sink = wandb_sink(require_wandb(), args.wandb_project, str(cfg.out), cfg.to_dict())

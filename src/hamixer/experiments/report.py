@@ -111,6 +111,7 @@ def _last_symmetry(run_dir: Path) -> dict[str, Any] | None:
 
 _MEAN_COLS = [("cosine", "cos(W2, W1ᵀ)"), ("residual", "residual"),
               ("coupling_antisym", "‖J_anti‖/‖J‖"), ("breaking_ratio", "‖W̃‖/‖W1ᵀ‖"),
+              ("update_cosine", "cos(ΔW2, ΔW1ᵀ)"),
               ("qk_sym", "‖M_sym‖/‖M‖ (QK)"), ("vo_sym", "‖N_sym‖/‖N‖ (VO)")]
 _PART_SHORT = {"token": "tok", "channel": "ch"}
 

@@ -10,14 +10,18 @@ matrix, ``W1ᵀ + W̃`` in AsymMixer):
   without a penalty on W̃: the parametrization alone couples the two moves.
 * ``w1_moved``, ``w2_moved``: ‖ΔW1‖/‖W1₀‖ and ‖ΔW2‖/‖W2₀‖, how far each matrix went.
 
-The initial weights of a run are rebuilt from its checkpoint (the trainer builds a model
-from its seed alone: :func:`hamixer.train.setup.initial_model`) and checked against the
-measures the run logged at epoch 0.
+Training logs them every epoch (:class:`UpdateHook`, keys ``sym/{block}.{part}.{measure}``
+and the means ``sym/mean.{part}.{measure}`` beside the symmetry measures); ``hamixer
+symmetry RUN --since-init`` measures a checkpoint. Either way the initial weights are the
+untrained model's, or, for a resumed run or a checkpoint, rebuilt from the run's seed (the
+trainer builds a model from its seed alone: :func:`hamixer.train.setup.initial_model`) and
+checked against the measures the run logged at epoch 0.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -45,17 +49,28 @@ def weight_update(w1_0: Tensor, w2_0: Tensor, w1: Tensor, w2: Tensor) -> dict[st
             "w2_moved": (n2 / w2_0.double().norm()).item()}
 
 
-def model_weight_updates(initial: nn.Module, trained: nn.Module) -> list[dict[str, Any]]:
+def snapshot(model: nn.Module) -> list[tuple[Tensor, Tensor]]:
+    """Copies of (W1, W2) of every MLP of ``model``, in module order."""
+    with torch.no_grad():
+        return [(layer.w1.detach().clone(), layer.w2.detach().clone())
+                for layer in find_mlps(model)]
+
+
+def model_weight_updates(initial: nn.Module | list[tuple[Tensor, Tensor]],
+                         trained: nn.Module) -> list[dict[str, Any]]:
     """One row per MLP of ``trained``: ``{"block", "mlp", "module", **measures}``, then one
-    ``"block": "mean"`` row per part (token, channel, …) over the blocks."""
-    before = {layer.path: layer for layer in find_mlps(initial)}
+    ``"block": "mean"`` row per part (token, channel, …) over the blocks. ``initial``: the
+    starting model or its :func:`snapshot` (matched in module order, so a model wrapped for
+    DistributedDataParallel matches its plain rebuild)."""
+    start = snapshot(initial) if isinstance(initial, nn.Module) else initial
+    layers = find_mlps(trained)
     rows, per_part = [], {}
-    for layer in find_mlps(trained):
-        start = before.get(layer.path)
-        if start is None:
-            raise HamixerError(f"the initial model has no MLP at {layer.path}")
+    for k, layer in enumerate(layers):
+        if k >= len(start) or start[k][0].shape != layer.w1.shape:
+            raise HamixerError(f"the initial model has no MLP like {layer.path}")
+        w1_0, w2_0 = (w.to(layer.w1.device) for w in start[k])
         row = {"block": layer.block, "mlp": layer.part, "module": layer.path,
-               **weight_update(start.w1, start.w2, layer.w1, layer.w2)}
+               **weight_update(w1_0, w2_0, layer.w1, layer.w2)}
         rows.append(row)
         if layer.block is not None:
             per_part.setdefault(layer.part, []).append(row)
@@ -108,3 +123,47 @@ def format_update_table(rows: list[dict[str, Any]]) -> str:
         cells = [block, r["mlp"], *(format_measure(r[m], 4) for m in UPDATE_MEASURES)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+class UpdateHook:
+    """Per-epoch training hook: the measures above for every MLP since the run's start, as
+    flat metrics keys (``sym/{block}.{part}.update_cosine``, …, and ``sym/mean.{part}.…``).
+
+    The start is the model the hook sees at epoch 0; a resumed run's hook first sees a later
+    epoch and rebuilds the start from ``run_dir``'s checkpoint instead (checked against the
+    run's epoch-0 measures). A run whose start cannot be rebuilt logs no update measures and
+    says why once, as a warning."""
+
+    def __init__(self, run_dir: str | Path | None) -> None:
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.start: list[tuple[Tensor, Tensor]] | None = None
+        self.unavailable = False
+
+    def __call__(self, model: nn.Module, epoch: int) -> dict[str, float]:
+        if self.start is None and not self.unavailable:
+            self.start = snapshot(model) if epoch == 0 else self._rebuilt()
+        if self.start is None or epoch == 0:
+            return {}  # nothing has moved at epoch 0
+        flat: dict[str, float] = {}
+        for row in model_weight_updates(self.start, model):
+            where = "" if row["block"] is None else f"{row['block']}."
+            for m in UPDATE_MEASURES:
+                flat[f"sym/{where}{row['mlp']}.{m}"] = row[m]
+        return flat
+
+    def _rebuilt(self) -> list[tuple[Tensor, Tensor]] | None:
+        from ..train.checkpoint import read_meta
+
+        try:
+            if self.run_dir is None:
+                raise HamixerError("the run has no directory to rebuild its start from")
+            meta = read_meta(self.run_dir / "last.json")
+            meta["path"] = str(self.run_dir / "last.json")
+            initial = rebuild_initial_model(meta)
+            check_rebuilt(initial, self.run_dir)
+        except (HamixerError, OSError, KeyError, ValueError) as err:
+            self.unavailable = True
+            warnings.warn(f"no update measures (cos(ΔW2, ΔW1ᵀ)) for this resumed run: {err}",
+                          stacklevel=2)
+            return None
+        return snapshot(initial)
