@@ -197,8 +197,9 @@ def test_progress_to_a_file_is_one_line_per_epoch(tmp_path, capsys):
     from hamixer.experiments.jobs import Job, _Pool
     from hamixer.train.config import TrainConfig
 
+    # the fifth run of a plan of 24, the others finished: named by its place in the plan
     pool = _Pool([Job("m seed 0", TrainConfig(epochs=10, out=str(tmp_path / "run")))], 2,
-                 print, progress=True)
+                 print, progress=True, numbers=[5], plan_size=24)
     pool.terminal = False
     bar = pool._bar(0, 0)
     for n, acc in ((0.4, None), (1.0, "test 80.00%"), (1.7, "test 80.00%"),
@@ -209,6 +210,6 @@ def test_progress_to_a_file_is_one_line_per_epoch(tmp_path, capsys):
         bar.refresh()
     bar.close()
     lines = capsys.readouterr().err.splitlines()
-    assert [x.split(" (")[0] for x in lines] == ["[1/1] m seed 0: epoch 1/10, test 80.00%",
-                                                 "[1/1] m seed 0: epoch 2/10, test 81.50%"]
+    assert [x.split(" (")[0] for x in lines] == ["[5/24] m seed 0: epoch 1/10, test 80.00%",
+                                                 "[5/24] m seed 0: epoch 2/10, test 81.50%"]
     assert "\r" not in "".join(lines) and "\x1b" not in "".join(lines)

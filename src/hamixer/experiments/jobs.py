@@ -62,7 +62,8 @@ def run_jobs(jobs: Sequence[Job], n_jobs: int = 1, log: Callable[[str], None] = 
     if n_jobs == 1 or len(todo) <= 1:
         trained = {k: _train_here(k + 1, jobs[k], len(jobs), log) for k in todo}
     else:
-        trained = _Pool([jobs[k] for k in todo], n_jobs, log, progress).run()
+        trained = _Pool([jobs[k] for k in todo], n_jobs, log, progress,
+                        numbers=[k + 1 for k in todo], plan_size=len(jobs)).run()
         trained = dict(zip(todo, trained, strict=True))
     return [done[k] if k in done else trained[k] for k in range(len(jobs))]
 
@@ -113,8 +114,12 @@ class _Pool:
     """Worker processes over a queue of jobs, with one progress bar per worker slot."""
 
     def __init__(self, jobs: Sequence[Job], n_jobs: int, log: Callable[[str], None],
-                 progress: bool) -> None:
+                 progress: bool, numbers: Sequence[int] | None = None,
+                 plan_size: int | None = None) -> None:
         self.jobs, self.n_jobs, self.log, self.show = list(jobs), n_jobs, log, progress
+        # each job is named by its place in the whole plan, finished runs included
+        self.numbers = list(numbers or range(1, len(self.jobs) + 1))
+        self.plan_size = plan_size or len(self.jobs)
         self.terminal = sys.stderr.isatty()  # bars redrawn in place; else one line an epoch
         self.gpus = _cuda_devices(self.jobs)
         cores = os.cpu_count() or 1
@@ -167,6 +172,9 @@ class _Pool:
         logfile.close()  # the worker holds its own copy
         self.running[slot] = (index, proc, self._bar(slot, index))
 
+    def _place(self, index: int) -> str:
+        return f"[{self.numbers[index]}/{self.plan_size}]"
+
     def _bar(self, slot: int, index: int) -> Any:
         from tqdm import tqdm
 
@@ -175,10 +183,10 @@ class _Pool:
         # count only the epochs trained now (tqdm measures the rate from `initial`).
         done = min(run_progress(Path(job.cfg.out or ""))[0], job.cfg.epochs)
         if not self.terminal:
-            return _EpochLines(f"[{index + 1}/{len(self.jobs)}] {job.label}", job.cfg.epochs,
+            return _EpochLines(f"{self._place(index)} {job.label}", job.cfg.epochs,
                                done, self.show)
         return tqdm(total=job.cfg.epochs, initial=done, position=slot, leave=False,
-                    unit="epoch", desc=f"[{index + 1}/{len(self.jobs)}] {job.label}",
+                    unit="epoch", desc=f"{self._place(index)} {job.label}",
                     disable=not self.show, dynamic_ncols=True,
                     bar_format="{desc}: {n:.1f}/{total} epochs |{bar}| {elapsed}<{remaining}"
                     "{postfix}")
@@ -202,11 +210,12 @@ class _Pool:
             if rc == 0 and summary_path.is_file():
                 summary = json.loads(summary_path.read_text())
                 self.summaries[index] = summary
-                tqdm.write(_result_line(index + 1, len(self.jobs), job.label, summary))
+                tqdm.write(_result_line(self.numbers[index], self.plan_size, job.label,
+                                        summary))
             else:
                 self.failed.append(f"{job.label} (exit {rc}; see {job.cfg.out}/job.log: "
                                    f"{_last_line(Path(job.cfg.out or '') / 'job.log')})")
-                tqdm.write(f"[{index + 1}/{len(self.jobs)}] {job.label}: failed, exit {rc}")
+                tqdm.write(f"{self._place(index)} {job.label}: failed, exit {rc}")
 
     def _stop_all(self) -> None:
         """Ask every worker to save and stop (SIGTERM), then wait for them."""
