@@ -20,7 +20,6 @@ checked against the measures the run logged at epoch 0.
 
 from __future__ import annotations
 
-import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from torch import Tensor, nn
 from ..errors import HamixerError
 from ..models.find_layers import find_mlps
 from ..runs import format_measure, read_init_metrics
+from .symmetry import flat_symmetry, weight_symmetry
 
 UPDATE_MEASURES = ("update_cosine", "w1_moved", "w2_moved")
 UPDATE_HEADS = ("cos(ΔW2, ΔW1ᵀ)", "‖ΔW1‖/‖W1₀‖", "‖ΔW2‖/‖W2₀‖")
@@ -42,11 +42,10 @@ REBUILD_TOLERANCE = 1e-6
 def weight_update(w1_0: Tensor, w2_0: Tensor, w1: Tensor, w2: Tensor) -> dict[str, float]:
     """The measures above for one MLP, from its initial and its trained ``W1``, ``W2``."""
     d1, d2 = (w1 - w1_0).double(), (w2 - w2_0).double()
-    n1, n2 = d1.norm(), d2.norm()
-    moved = n1 > 0 and n2 > 0
-    cosine = ((d2 * d1.t()).sum() / (n1 * n2)).item() if moved else math.nan
-    return {"update_cosine": cosine, "w1_moved": (n1 / w1_0.double().norm()).item(),
-            "w2_moved": (n2 / w2_0.double().norm()).item()}
+    # the update pair's own cos(W2, W1ᵀ); nan when either matrix has not moved
+    cosine = weight_symmetry(d1, d2)["cosine"]
+    return {"update_cosine": cosine, "w1_moved": (d1.norm() / w1_0.double().norm()).item(),
+            "w2_moved": (d2.norm() / w2_0.double().norm()).item()}
 
 
 def snapshot(model: nn.Module) -> list[tuple[Tensor, Tensor]]:
@@ -99,8 +98,6 @@ def check_rebuilt(initial: nn.Module, run_dir: str | Path) -> bool:
     """Compare the rebuilt initial model's symmetry measures with the run's
     ``init_metrics.json``: True if they match, False if the run logged none (nothing to check
     against); raises if they differ, since then the rebuild is not the run's start."""
-    from .symmetry import flat_symmetry
-
     logged = read_init_metrics(run_dir) or {}
     rebuilt = flat_symmetry(initial)
     keys = [k for k in rebuilt if k in logged]

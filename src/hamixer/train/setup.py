@@ -238,7 +238,7 @@ def build_parts(cfg: TrainConfig, ctx: DistContext,
     num_classes = len(train_split.classes)
     in_chans = int(train_split.images.shape[-1])
     kwargs = model_kwargs_for(cfg, num_classes, in_chans, img_size)
-    # before the EMA copies the weights
+    # the initial weights (from --initial-checkpoint too), before the EMA copies them
     model = initial_model(cfg.model, kwargs, cfg.seed, cfg.initial_checkpoint).to(device)
     source = model_source(cfg.model)
     mean, std = model.pretrained_cfg["mean"], model.pretrained_cfg["std"]
