@@ -20,10 +20,14 @@ checked against the measures the run logged at epoch 0.
 
 from __future__ import annotations
 
+import random
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -79,8 +83,22 @@ def model_weight_updates(initial: nn.Module | list[tuple[Tensor, Tensor]],
     return rows
 
 
+@contextmanager
+def _random_state_kept() -> Iterator[None]:
+    """Leave Python's, NumPy's and torch's CPU generators as they were: rebuilding a start
+    re-seeds them, and a training hook must not change what the run draws next."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+
+
 def rebuild_initial_model(meta: dict[str, Any]) -> nn.Module:
-    """The model the run of checkpoint ``meta`` (from :func:`load_model`) started from."""
+    """The model the run of checkpoint ``meta`` (from :func:`load_model`) started from; the
+    random generators are left as they were."""
     from ..train.setup import initial_model
 
     config = meta.get("config") or {}
@@ -91,7 +109,9 @@ def rebuild_initial_model(meta: dict[str, Any]) -> nn.Module:
     if start and not Path(start).exists():
         raise HamixerError(f"{meta['path']}: the run started from --initial-checkpoint "
                            f"{start}, which is not there any more")
-    return initial_model(meta["model"], meta.get("model_kwargs", {}), config["seed"], start)
+    with _random_state_kept():
+        return initial_model(meta["model"], meta.get("model_kwargs", {}), config["seed"],
+                             start)
 
 
 def check_rebuilt(initial: nn.Module, run_dir: str | Path) -> bool:
