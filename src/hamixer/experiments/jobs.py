@@ -237,7 +237,7 @@ class _EpochLines:
     interface that :class:`_Pool` uses."""
 
     def __init__(self, desc: str, total: int, initial: float, show: bool) -> None:
-        self.desc, self.total, self.initial, self.n, self.show = desc, total, initial, initial, show
+        self.desc, self.total, self.n, self.show = desc, total, initial, show
         self.postfix = ""
         self._said = int(initial)  # the last whole epoch written out
         self._start = time.monotonic()
