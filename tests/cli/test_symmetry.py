@@ -123,6 +123,8 @@ def test_sweep_and_report(tmp_path, capsys):
                  str(sweep / "paramixer_n2_8" / "seed0"), "--out", str(report)]) == 0
     text = report.read_text()
     assert "## Comparison: digits" in text and "## λ sweep: digits" in text
+    # where each table's runs were trained: the sweep's five, the comparison's two × two
+    assert "Trained on: cpu (5 runs, torch " in text and "Trained on: cpu (4 runs, torch " in text
     assert "model arguments: num_blocks=1, embed_dim=16" in text  # what the plan changed
     # the sweep's section: the λ = 0 end against ParaMixer; the symmetry of the free
     # references and of the end (λ = 0, not the middle λ = 1e-2) from where it started

@@ -81,6 +81,23 @@ def _versions_line(v: dict[str, str] | None) -> str:
     return "Versions: " + ", ".join(f"{k} {v[k]}" for k in sorted(v)) + "\n"
 
 
+def trained_on_line(summaries: list[dict[str, Any]]) -> str:
+    """Where a table's runs were trained: each device with its number of runs and the torch
+    versions they ran (a table may gather runs from several machines)."""
+    devices: dict[str, tuple[int, set[str]]] = {}
+    for s in summaries:
+        device = str(s.get("device") or "unknown").split(":")[0]  # cuda:0 and cuda alike
+        runs, torches = devices.get(device, (0, set()))
+        torch_version = (s.get("versions") or {}).get("torch")
+        devices[device] = (runs + 1, torches | ({torch_version} if torch_version else set()))
+    if not devices:
+        return ""
+    parts = [f"{device} ({runs} run{'' if runs == 1 else 's'}"
+             + (f", torch {', '.join(sorted(torches))}" if torches else "") + ")"
+             for device, (runs, torches) in sorted(devices.items())]
+    return "Trained on: " + "; ".join(parts) + ".\n"
+
+
 def _fmt(v: Any, digits: int = 3) -> str:
     if isinstance(v, tuple):  # (mean, std) over seeds
         return f"{_fmt(v[0], digits)} ± {_fmt(v[1], digits)}"
@@ -178,8 +195,23 @@ def section_sweep(run_dir: Path, figs: _Figures) -> str:
              figs.add(run_dir / "sweep-epochs.png", run_dir.name,
                       "‖W̃‖/‖W1ᵀ‖ and accuracy per epoch"),
              _sweep_symmetry(run_dir, data),
-             _command_block(data.get("command")), _versions_line(data.get("versions"))]
+             _command_block(data.get("command")), _versions_line(data.get("versions")),
+             trained_on_line(_sweep_summaries(run_dir, data))]
     return "\n".join(p for p in parts if p)
+
+
+def _sweep_summaries(run_dir: Path, data: dict) -> list[dict[str, Any]]:
+    """The summary of every run of a sweep that has one (read from its folder here)."""
+    from .sweep import run_name
+
+    out = []
+    for r in data.get("records") or []:
+        folder = (run_name(r["model"], r["lambda"], r.get("breaking_init", "xavier"))
+                  if r.get("kind") == "asym" else r["model"])
+        path = run_dir / folder / f"seed{r['seed']}" / "summary.json"
+        if path.is_file():
+            out.append(_load_json(path))
+    return out
 
 
 def _sweep_symmetry(run_dir: Path, data: dict) -> str:
@@ -241,7 +273,8 @@ def section_compare(run_dir: Path, figs: _Figures) -> str:
     runs = data.get("runs", {})
     first = next((ss[0] for ss in runs.values() if ss), {})
     parts += [_command_block(data.get("command") or _read_command(run_dir)),
-              _versions_line(first.get("versions"))]
+              _versions_line(first.get("versions")),
+              trained_on_line([s for ss in runs.values() for s in ss])]
     return "\n".join(p for p in parts if p)
 
 
