@@ -97,9 +97,12 @@ def run_descent(run_dir: str | Path, data_dir: str | None = None,
     record = read_iterated_energy(run_dir)
     if not best.is_file():
         return record
-    weights_sha = read_meta(best).get("sha256", {}).get("best.safetensors")
+    files = read_meta(best).get("sha256", {})
+    weights_sha = files.get("best.safetensors")
     if record is not None and record.get("weights_sha256") == weights_sha:
         return record
+    if not all((best.parent / name).is_file() for name in files):
+        return record  # a copy of the run without its checkpoint files, as with no best.json
     model, meta = load_model(best)
     try:  # before loading any data
         for block in getattr(model, "blocks", None) or [nn.Identity()]:
