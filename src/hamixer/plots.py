@@ -209,7 +209,8 @@ def plot_sweep_epochs(asym: dict[tuple[float, str], dict[str, list[float]]],
                       title: str) -> None:
     """Two panels against epoch: ‖W̃‖/‖W1ᵀ‖ of each AsymMixer run (from its start, log
     axis) and the test accuracy of every run. Colour: λ; marker and line: where W̃ started;
-    references in black."""
+    references in black. A zero start's epoch 0 (W̃ = 0) has no place on the log axis: its
+    line starts at epoch 1 instead of dropping off the bottom."""
     fig = Figure(figsize=(12, 4.5))
     ax1, ax2 = fig.subplots(1, 2)
     lams = sorted({lam for lam, _ in asym}, reverse=True)
@@ -217,7 +218,8 @@ def plot_sweep_epochs(asym: dict[tuple[float, str], dict[str, list[float]]],
         marker, ls = _INIT_STYLES.get(init, ("o", "-"))
         style = dict(marker=marker, ls=ls, markersize=3, color=f"C{lams.index(lam) % 10}",
                      label=f"λ = {lam:g}, W̃ {init}")
-        ax1.plot(range(len(s["ratio"])), s["ratio"], **style)
+        ratio = [v if v > 0 else math.nan for v in s["ratio"]]
+        ax1.plot(range(len(ratio)), ratio, **style)
         ax2.plot(range(1, len(s["acc"]) + 1), s["acc"], **style)
     for label, acc in refs.items():
         ax2.plot(range(1, len(acc) + 1), acc, color="k", lw=1,
