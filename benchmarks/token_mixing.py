@@ -65,11 +65,6 @@ WAYS: dict[str, Linear] = {"bmm": ops.apply_linear, "transpose": transpose_linea
                            "matmul": matmul_linear}
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_op(way: Linear, shape: tuple[int, int, int, int], dtype: str, device: torch.device,
             repeats: int) -> float:
     """Median seconds of the token MLP forward + backward, on three rotating input sets."""
@@ -90,10 +85,10 @@ def time_op(way: Linear, shape: tuple[int, int, int, int], dtype: str, device: t
         step(x)
     times = []
     for i in range(repeats):
-        _sync(device)
+        bench._sync(device)
         t0 = time.perf_counter()
         step(xs[i % 3])
-        _sync(device)
+        bench._sync(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 

@@ -200,39 +200,39 @@ def section_sweep(run_dir: Path, figs: _Figures) -> str:
     return "\n".join(p for p in parts if p)
 
 
-def _sweep_summaries(run_dir: Path, data: dict) -> list[dict[str, Any]]:
-    """The summary of every run of a sweep that has one (read from its folder here)."""
+def _record_folder(r: dict[str, Any]) -> str:
+    """The folder, inside the sweep's directory, of the run a sweep record describes."""
     from .sweep import run_name
 
-    out = []
-    for r in data.get("records") or []:
-        folder = (run_name(r["model"], r["lambda"], r.get("breaking_init", "xavier"))
-                  if r.get("kind") == "asym" else r["model"])
-        path = run_dir / folder / f"seed{r['seed']}" / "summary.json"
-        if path.is_file():
-            out.append(_load_json(path))
-    return out
+    if r.get("kind") == "asym":
+        return run_name(r["model"], r["lambda"], r.get("breaking_init", "xavier"))
+    return r["model"]
+
+
+def _sweep_summaries(run_dir: Path, data: dict) -> list[dict[str, Any]]:
+    """The summary of every run of a sweep that has one (read from its folder here)."""
+    paths = [run_dir / _record_folder(r) / f"seed{r['seed']}" / "summary.json"
+             for r in data.get("records") or []]
+    return [_load_json(path) for path in paths if path.is_file()]
 
 
 def _sweep_symmetry(run_dir: Path, data: dict) -> str:
     """The weight symmetry, over seeds, of the free references (the default start of finding
     3) and of AsymMixer at the ends of the λ range, for each start of W̃: where each starts
     and how far from tied each ends explains the ends of finding 2."""
-    from .sweep import is_end, run_name
+    from .sweep import is_end
 
     runs: dict[str, tuple[str, list[int]]] = {}  # label → (run folder, seeds)
     for r in data.get("records") or []:
         if r.get("kind") == "asym":
             if not is_end(r["lambda"]):
                 continue
-            init = r.get("breaking_init", "xavier")
-            label = f"AsymMixer λ={r['lambda']:g}, W̃ {init}"
-            folder = run_name(r["model"], r["lambda"], init)
+            label = f"AsymMixer λ={r['lambda']:g}, W̃ {r.get('breaking_init', 'xavier')}"
         elif r.get("kind") != "sym":  # tied: nothing to measure
-            label = folder = r["model"]
+            label = r["model"]
         else:
             continue
-        runs.setdefault(label, (folder, []))[1].append(r["seed"])
+        runs.setdefault(label, (_record_folder(r), []))[1].append(r["seed"])
     rows = [row for label, (folder, ss) in runs.items() if (row := symmetry_over_runs(
         label, [run_dir / folder / f"seed{s}" for s in ss]))]
     if not rows:
