@@ -239,8 +239,8 @@ class HAM(nn.Module):
         out = dict(states)
         drives: dict[str, Tensor] = {}
         for syn in self.synapses.values():
-            if syn.pre != visible:
-                continue
+            if syn.pre != visible or syn.post == visible:  # a layer's synapse with itself
+                continue                                   # (attention) feeds no hidden layer
             layer = self.neurons[syn.post]
             d = syn.drive(g_vis).reshape(g_vis.shape[0], *layer.shape)
             drives[syn.post] = d if syn.post not in drives else drives[syn.post] + d

@@ -28,6 +28,7 @@ from torch import nn
 from ..errors import ConfigError, closest
 from ..io import as_read_back
 from .arguments import check_argument
+from .former import HamFormer
 from .mixer import HamMixer
 from .symmetric_init import tie_symmetric
 from .timm_models import (
@@ -79,7 +80,30 @@ SIZES: dict[str, dict[str, Any]] = {
                  num_classes=10),
 }
 
-#: name → keyword arguments of :class:`HamMixer`.
+#: The Transformer family of THEORY §8 (:class:`HamFormer`): parallel blocks, one per-token
+#: LayerNorm with a scalar gain (the exact energy's visible layer) for attention and MLP.
+FORMER_FAMILIES: dict[str, dict[str, Any]] = {
+    # Energy attention + tied Hopfield MLP: the block is one step of the ET energy descent.
+    "symformer": dict(attention="energy", mlp="symmetric", norm="token", norm_affine="scalar"),
+    # Standard multi-head attention and a free MLP in the same parallel block.
+    "paraformer": dict(attention="free", mlp="free", norm="token", norm_affine="scalar"),
+    # SymFormer's maps plus breaking matrices penalised by λ (default 1e-4).
+    "asymformer": dict(attention="asymmetric", mlp="asymmetric", norm="token",
+                       norm_affine="scalar", asym_lambda=1e-4),
+}
+
+#: Sizes of the Transformers: the Mixers' at 224 px (heads of 64: S 8, B 12, L 16 heads, as
+#: ViT-B/L), and at the CPU sizes the width, heads (of 32) and MLP ratio 2 of timm's ViT
+#: presets (``vit_m4_28``), so that ParaFormer has the parameters of ``paramixer_m4_28``.
+FORMER_SIZES: dict[str, dict[str, Any]] = {
+    size: {**args, "num_heads": args["embed_dim"] // 64, "mlp_ratio": 4.0}
+    for size, args in SIZES.items() if size.endswith("_224")
+} | {
+    size: {**SIZES[size], "embed_dim": dim, "num_heads": dim // 32, "mlp_ratio": 2.0}
+    for size, dim in (("n2_8", 64), ("t4_28", 96), ("m4_28", 96), ("t4_32", 96))
+}
+
+#: name → keyword arguments of :class:`HamMixer` (or of its family's builder).
 MODEL_CONFIGS: dict[str, dict[str, Any]] = {}
 #: name → timm-style pretrained (here: preprocessing-only) config.
 default_cfgs: dict[str, dict[str, Any]] = {}
@@ -122,14 +146,16 @@ def builder_args(builder: Callable[..., nn.Module]) -> tuple[str, ...]:
 
 
 def register_family(family: str, family_args: dict[str, Any],
-                    builder: Callable[..., nn.Module] = HamMixer) -> list[str]:
-    """Add every size of ``family`` to the registry and to timm; return the names.
+                    builder: Callable[..., nn.Module] = HamMixer,
+                    sizes: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """Add every size of ``family`` (``sizes``, default :data:`SIZES`) to the registry and
+    to timm; return the names.
 
-    Extensions (iMixer, for one) call this with their own defaults and builder.
+    Extensions (iMixer, the Transformers) call this with their own defaults and builder.
     """
     FAMILIES[family] = dict(family_args)
     names = []
-    for size, size_args in SIZES.items():
+    for size, size_args in (SIZES if sizes is None else sizes).items():
         name = f"{family}_{size}"
         MODEL_CONFIGS[name] = {**size_args, **family_args}
         BUILDERS[name] = builder
@@ -207,8 +233,10 @@ def builds_same_model(name: str, kwargs_a: dict[str, Any], kwargs_b: dict[str, A
 
 
 def _builder_defaults(builder: Callable[..., nn.Module]) -> dict[str, Any]:
-    params = dict(inspect.signature(HamMixer).parameters)
-    params.update(inspect.signature(builder).parameters)
+    own = inspect.signature(builder).parameters
+    forwards = any(p.kind is p.VAR_KEYWORD for p in own.values())  # to HamMixer
+    params = dict(inspect.signature(HamMixer).parameters) if forwards else {}
+    params.update(own)
     return {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
 
 
@@ -282,6 +310,8 @@ def _tie_or_refuse(model: nn.Module) -> None:
 
 for _family, _args in list(FAMILIES.items()):
     register_family(_family, _args)
+for _family, _args in FORMER_FAMILIES.items():
+    register_family(_family, _args, builder=HamFormer, sizes=FORMER_SIZES)
 for _preset, (_arch, _args) in PRESETS.items():
     default_cfgs[_preset] = {**_pretrained_cfg(_preset, _args), "first_conv": "patch_embed.proj",
                              "paper_ids": None}
