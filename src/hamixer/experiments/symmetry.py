@@ -23,8 +23,8 @@ A gated MLP (GLU) is measured on the value half of ``fc1`` (see
 ``W_V`` ([head_dim, D]) and ``W_O`` ([D, head_dim]):
 
 * ``qk_sym``, ``qk_antisym``: ‖(M ± Mᵀ)/2‖ / ‖M‖ of ``M = W_Qᵀ W_K`` ([D, D]), the bilinear
-  form of the score ``x_iᵀ M x_j``. ``qk_sym²`` is the symmetry score of Saponati et al.
-  (ICML 2025, arXiv:2502.10927), which grows under bidirectional training.
+  form of the score ``x_iᵀ M x_j`` (per head; ``qk_sym² − qk_antisym²`` is the head's
+  symmetry score in the sense of Saponati et al., below).
 * ``vo_sym``, ``vo_antisym``: the same for ``N = W_O W_V`` ([D, D]), what the head writes
   into the residual stream from the values it reads.
 * ``vo_qk_cosine``, ``vo_qk_distance``: N against M, ⟨N, M⟩ / (‖N‖·‖M‖) and ‖N − M‖ / ‖M‖.
