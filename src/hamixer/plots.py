@@ -29,6 +29,8 @@ SYMMETRY_LABELS = {
     "update_cosine": "cos(ΔW2, ΔW1ᵀ) since the start",
     "qk_sym": "‖M_sym‖ / ‖M‖  (M = W_Qᵀ W_K)",
     "vo_sym": "‖N_sym‖ / ‖N‖  (N = W_O W_V)",
+    "vo_qk_cosine": "cos(W_O W_V, W_Qᵀ W_K)",
+    "qk_symmetry_score": "symmetry score of the layer's W_Qᵀ W_K",
 }
 
 

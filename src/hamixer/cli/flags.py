@@ -91,8 +91,8 @@ def add_config_arguments(p: argparse.ArgumentParser, compare: bool = False) -> N
                         "evaluate and checkpoint it, log the raw weights' accuracy beside it")
     p.add_argument("--init", choices=["default", "symmetric"], default=S,
                    help="symmetric: start free MLPs (vanillamixer, paramixer, a timm model's) "
-                        "at W2 = W1ᵀ and attention at W_K = W_Q exactly, to watch training "
-                        "break the symmetry")
+                        "at W2 = W1ᵀ and attention at W_K = W_Q, W_V = W_K and W_O = W_Qᵀ per "
+                        "head exactly, to watch training break the symmetry")
     p.add_argument("--no-symmetry", action="store_true", dest="no_symmetry",
                    help="do not log the weight-symmetry measures every epoch (sym/... keys "
                         "in metrics.jsonl, symmetry.png)")
