@@ -193,3 +193,23 @@ def test_energies_of_models_without_one_are_clear_errors():
         create_model("symformer_n2_8", num_heads=3)
     with pytest.raises(ConfigError, match="breaking_init"):
         create_model("symformer_n2_8", breaking_init="zero")
+
+
+def test_symmetry_measures_see_each_form_of_the_attention():
+    from hamixer.experiments.symmetry import flat_symmetry
+
+    sym = flat_symmetry(_small("symformer_n2_8", 0)[0])
+    for key in ("vo_qk_cosine", "key_qk_cosine", "key_term_ratio", "qk_symmetry_score"):
+        assert f"sym/mean.attn.{key}" in sym
+    assert sym["sym/mean.attn.vo_qk_cosine"] == pytest.approx(1.0)
+    assert sym["sym/mean.attn.key_qk_cosine"] == pytest.approx(1.0)
+    assert sym["sym/mean.attn.key_term_ratio"] == pytest.approx(1.0)
+    assert sym["sym/mean.mlp.cosine"] == pytest.approx(1.0)
+    free = flat_symmetry(_small("asymformer_n2_8", 0, breaking_init="free")[0])
+    assert free["sym/mean.attn.key_term_ratio"] == pytest.approx(0.0, abs=1e-6)
+    assert free["sym/mean.attn.key_out_breaking_ratio"] == pytest.approx(1.0)
+    assert free["sym/mean.attn.value_breaking_ratio"] > 0.5
+    tied = flat_symmetry(_small("paraformer_n2_8", 0, init="symmetric")[0])
+    assert tied["sym/mean.attn.vo_qk_cosine"] == pytest.approx(1.0)
+    assert tied["sym/mean.attn.qk_symmetry_score"] == pytest.approx(1.0)
+    assert "sym/mean.attn.key_term_ratio" not in tied  # ParaFormer has no key term

@@ -69,7 +69,12 @@ HEAD_MEASURES = ("qk_sym", "qk_antisym", "vo_sym", "vo_antisym", "vo_qk_cosine",
                  "vo_qk_distance")
 #: Saponati et al.'s scores of the whole layer's query–key matrix.
 LAYER_SCORES = ("qk_symmetry_score", "qk_directionality_score")
-ATTENTION_MEASURES = (*HEAD_MEASURES, *LAYER_SCORES)
+#: hamixer's attention only (THEORY §8): the key term against its tied map ``W_Kᵀ W_Q`` and its
+#: size against the query term's (means over heads), and AsymFormer's breaking matrices
+#: relative to the tied parts they break.
+KEY_TERM_MEASURES = ("key_qk_cosine", "key_term_ratio")
+BREAKING_MEASURES = ("value_breaking_ratio", "out_breaking_ratio", "key_out_breaking_ratio")
+ATTENTION_MEASURES = (*HEAD_MEASURES, *LAYER_SCORES, *KEY_TERM_MEASURES, *BREAKING_MEASURES)
 
 
 # ------------------------------------------------------------------------- one layer
@@ -176,7 +181,39 @@ def layer_scores(qkv: Tensor) -> dict[str, float]:
 
 def attention_symmetry(layer: FoundAttention) -> dict[str, Any]:
     """The attention measures of one found attention layer."""
-    return attention_weight_symmetry(layer.qkv_weight, layer.proj.weight, layer.num_heads)
+    row = attention_weight_symmetry(layer.qkv_weight, layer.out_weight, layer.num_heads)
+    if layer.kind == "hamixer":
+        row.update(key_term_symmetry(layer))
+    return row
+
+
+#: breaking matrix → the tied matrix it is measured against (AsymFormer's attention)
+_BREAKING = {"value_breaking": "key_weight", "out_breaking": "query_weight",
+             "key_out_breaking": "key_weight"}
+
+
+@torch.no_grad()
+def key_term_symmetry(layer: FoundAttention) -> dict[str, float]:
+    """The key term of a hamixer attention (THEORY §8), per head ``K_out^h W_Q^h``, against its
+    tied map ``W_K^hᵀ W_Q^h``: ``key_qk_cosine`` (1 for energy attention) and
+    ``key_term_ratio`` = ‖K_out^h W_Q^h‖ / ‖W_O^h W_V^h‖ (1 for energy attention, 0 where
+    the key term is cancelled), means over heads; none without a key term (free
+    attention). And each breaking matrix's norm relative to its tied part: ``Ṽ`` to
+    ``W_K``, ``Õ`` to ``W_Qᵀ``, ``K̃`` to ``W_Kᵀ``."""
+    module, out = layer.module, {}
+    key_out = module.key_out_weight
+    if key_out is not None:
+        q, k, v, o_t = (x.double() for x in layer.heads())
+        a = key_out.t().double().reshape(layer.num_heads, layer.head_dim, -1)  # K_out^hᵀ
+        nm = frobenius_products(a, q, k, q)
+        n2, m2 = frobenius_products(a, q, a, q), frobenius_products(k, q, k, q)
+        out["key_qk_cosine"] = (nm / (n2 * m2).sqrt()).mean().item()
+        out["key_term_ratio"] = (n2 / frobenius_products(o_t, v, o_t, v)).sqrt().mean().item()
+    for breaking, tied in _BREAKING.items():
+        if isinstance(getattr(module, breaking, None), Tensor):
+            ratio = getattr(module, breaking).norm() / getattr(module, tied).norm()
+            out[f"{breaking}_ratio"] = ratio.item()
+    return out
 
 
 # --------------------------------------------------------------- untrained references
@@ -189,7 +226,7 @@ def mlp_reference(layer: FoundMLP) -> dict[str, tuple[float, float]]:
 def attention_reference(layer: FoundAttention) -> dict[str, tuple[float, float]]:
     """``{measure: (mean, std)}`` of random ``qkv``, ``proj`` weights of ``layer``'s shapes
     (the statistics of the mean over heads, as a row reports it)."""
-    shapes = (tuple(layer.qkv_weight.shape), tuple(layer.proj.weight.shape))
+    shapes = (tuple(layer.qkv_weight.shape), tuple(layer.out_weight.shape))
     return random_reference(attention_weight_symmetry, shapes, (layer.num_heads,))
 
 

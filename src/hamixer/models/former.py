@@ -22,10 +22,11 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError
-from .attention import ATTENTION_TYPES, AsymmetricAttention, FreeAttention
+from .attention import ATTENTION_TYPES, AsymmetricAttention
 from .former_energy import former_block_energy
-from .mlp import MLP_TYPES, AsymmetricMLP, FreeMLP, MixingMLP
+from .mlp import MLP_TYPES, AsymmetricMLP, MixingMLP
 from .norm import make_norm
+from .symmetric_init import tie_symmetric
 
 #: Where AsymFormer's breaking matrices start (as AsymMixer's, THEORY §3 and §8).
 BREAKING_INITS = ("xavier", "zero", "free")
@@ -207,18 +208,11 @@ class HamFormer(nn.Module):
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
 
-    @torch.no_grad()
     def symmetrize_(self) -> None:
         """The tied start of every free layer (finding 3 of THEORY §8): in each head
         ``W_K = W_Q``, ``W_V = W_K`` and ``W_O = W_Qᵀ`` (so ``W_O W_V = W_Qᵀ W_K``, the
         energy attention's value–output map), and ``W2 = W1ᵀ`` in every free MLP."""
-        for blk in self.blocks:
-            if isinstance(blk.attn, FreeAttention):
-                blk.attn.key_weight.copy_(blk.attn.query_weight)
-                blk.attn.value_weight.copy_(blk.attn.query_weight)
-                blk.attn.out_weight.copy_(blk.attn.query_weight.t())
-            if isinstance(blk.mlp, FreeMLP):
-                blk.mlp.fc2.weight.copy_(blk.mlp.fc1.weight.t())
+        tie_symmetric(self)
 
     @torch.no_grad()
     def _start_from_twin(self, breaking_init: str, twin_args: dict[str, Any],

@@ -51,7 +51,7 @@ def tie_symmetric(model: nn.Module) -> dict[str, list[str]]:
         if isinstance(layer, FoundMLP) and layer.free:
             layer.output_layer.weight.copy_(layer.w1.t())
             tied["mlp"].append(layer.path)
-        elif isinstance(layer, FoundAttention):
+        elif isinstance(layer, FoundAttention) and layer.free:
             _tie_query_key(layer)
             tied["attention"].append(layer.path)
             if _tie_value_output(layer):
@@ -74,7 +74,7 @@ def _tie_value_output(layer: FoundAttention) -> bool:
     """``W_V = W_K`` and ``proj.weight = W_Qᵀ`` (every head's ``W_O^h W_V^h = W_Q^hᵀ
     W_K^h``), if ``proj`` maps back to the input width; whether it did."""
     query, key, value = layer.query_key_value()
-    proj = layer.proj.weight
+    proj = layer.out_weight
     if proj.shape != query.t().shape:
         return False
     value.copy_(key)
