@@ -147,10 +147,19 @@ def plot_curves(curves: dict[str, list[list[dict[str, Any]]]], path: str | os.Pa
     save_figure(fig, path)
 
 
+#: Names of a Mixer sweep's models (``labels`` of :func:`plot_sweep`).
+_MIXER_LABELS = {"asym": "AsymMixer", "sym": "SymMixer", "para": "ParaMixer",
+                 "vanilla": "vanilla Mixer", "vit": "ViT",
+                 "ratio": "‖W̃‖ / ‖W1ᵀ‖ (mean over blocks and MLPs)"}
+
+
 def plot_sweep(agg: dict[str, Any], path: str | os.PathLike, metric: str = "best_acc",
-               title: str = "AsymMixer: accuracy vs symmetry-breaking penalty λ") -> None:
-    """Two panels: test accuracy vs λ with the reference levels; ‖W̃‖/‖W1ᵀ‖ vs λ. One line
-    per W̃ start."""
+               title: str = "AsymMixer: accuracy vs symmetry-breaking penalty λ",
+               labels: dict[str, str] | None = None) -> None:
+    """Two panels: test accuracy vs λ with the reference levels; the breaking ratio vs λ.
+    One line per W̃ start. ``labels``: the models' names and the ratio's (a Mixer sweep's
+    by default)."""
+    labels = {**_MIXER_LABELS, **(labels or {})}
     rows = agg["asym"]
     # λ = 0 sits one decade left of the smallest positive λ on the log axis, labelled "0".
     positive = [r["lambda"] for r in rows if r["lambda"] > 0]
@@ -161,15 +170,16 @@ def plot_sweep(agg: dict[str, Any], path: str | os.PathLike, metric: str = "best
     for i, init in enumerate(inits):
         sel = [r for r in rows if r.get("breaking_init", "xavier") == init]
         lams = [r["lambda"] if r["lambda"] > 0 else zero_at for r in sel]
-        label = "AsymMixer(λ)" + (f", W̃ start {init}" if len(inits) > 1 else "")
+        label = f"{labels['asym']}(λ)" + (f", W̃ start {init}" if len(inits) > 1 else "")
         ax1.errorbar(lams, [r[metric] for r in sel],
                      yerr=[r.get(f"{metric}_std", 0.0) for r in sel], marker="o", capsize=3,
                      color=f"C{i}", label=label)
         ax2.errorbar(lams, [r.get("breaking_ratio", math.nan) for r in sel],
                      yerr=[r.get("breaking_ratio_std", 0.0) for r in sel], marker="s",
                      capsize=3, color=f"C{i}", label=label)
-    styles = {"sym": ("SymMixer (tied)", "C3"), "para": ("ParaMixer (free)", "C2"),
-              "vanilla": ("vanilla Mixer (free, serial)", "C4"), "vit": ("ViT (timm)", "C5")}
+    styles = {"sym": (f"{labels['sym']} (tied)", "C3"), "para": (f"{labels['para']} (free)", "C2"),
+              "vanilla": (f"{labels['vanilla']} (free, serial)", "C4"),
+              "vit": ("ViT (timm)", "C5")}
     for kind, (label, color) in styles.items():
         ref = agg["reference"].get(kind)
         if not ref:
@@ -191,7 +201,7 @@ def plot_sweep(agg: dict[str, Any], path: str | os.PathLike, metric: str = "best
     ax1.set_title("accuracy")
     ax1.legend(fontsize=8)
     ax2.set_yscale("log")
-    ax2.set_ylabel("‖W̃‖ / ‖W1ᵀ‖ (mean over blocks and MLPs)")
+    ax2.set_ylabel(labels["ratio"])
     ax2.set_title("size of the symmetry-breaking matrix")
     if len(inits) > 1:
         ax2.legend(fontsize=8)
@@ -203,12 +213,14 @@ def plot_sweep(agg: dict[str, Any], path: str | os.PathLike, metric: str = "best
 #: Line styles of the W̃ starts (the colour is λ's) and of the references (in black).
 _INIT_STYLES = {"xavier": ("o", "-"), "zero": ("s", "--"), "free": ("^", ":")}
 _REFERENCE_STYLES = {"SymMixer": (0, (5, 2)), "ParaMixer": (0, (1, 1)),
-                     "vanilla Mixer": (0, (3, 1, 1, 1)), "ViT": (0, (6, 3))}
+                     "vanilla Mixer": (0, (3, 1, 1, 1)), "ViT": (0, (6, 3)),
+                     "SymFormer": (0, (5, 2)), "ParaFormer": (0, (1, 1))}
 
 
 def plot_sweep_epochs(asym: dict[tuple[float, str], dict[str, list[float]]],
                       refs: dict[str, list[float]], path: str | os.PathLike,
-                      title: str) -> None:
+                      title: str,
+                      ratio_label: str = _MIXER_LABELS["ratio"]) -> None:
     """Two panels against epoch: ‖W̃‖/‖W1ᵀ‖ of each AsymMixer run (from its start, log
     axis) and the test accuracy of every run. Colour: λ; marker and line: where W̃ started;
     references in black. A zero start's epoch 0 (W̃ = 0) has no place on the log axis: its
@@ -227,7 +239,7 @@ def plot_sweep_epochs(asym: dict[tuple[float, str], dict[str, list[float]]],
         ax2.plot(range(1, len(acc) + 1), acc, color="k", lw=1,
                  ls=_REFERENCE_STYLES.get(label, "--"), label=label)
     ax1.set_yscale("log")
-    ax1.set_ylabel("‖W̃‖ / ‖W1ᵀ‖ (mean over blocks and MLPs)")
+    ax1.set_ylabel(ratio_label)
     ax1.set_title("size of the symmetry-breaking matrix")
     ax2.set_ylabel("test top-1 (%)")
     ax2.set_title("accuracy")

@@ -99,3 +99,22 @@ def test_sweep_takes_the_vit_as_a_reference(tmp_path):
     assert sorted(r["model"] for r in data["records"]) == ["asymmixer_n2_8", "paramixer_n2_8",
                                                            "vit_n2_8"]
     assert "| ViT |" in (out / "sweep.md").read_text()
+
+
+def test_sweep_of_the_transformer_family(tmp_path):
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--family", "former", "--dataset", "digits", "--lambdas", "1,0",
+                 "--references", "sym,para", "--epochs", "1", "--out", str(out), *SMALL]) == 0
+    data = json.loads((out / "sweep.json").read_text())
+    assert data["family"] == "former"
+    assert sorted(r["model"] for r in data["records"]) == [
+        "asymformer_n2_8", "asymformer_n2_8", "paraformer_n2_8", "symformer_n2_8"]
+    free_end = next(r for r in data["records"] if r.get("lambda") == 0)
+    for form in ("mlp.breaking_ratio", "attn.value_breaking_ratio", "attn.out_breaking_ratio",
+                 "attn.key_out_breaking_ratio"):
+        assert free_end[form] > 0
+    md = (out / "sweep.md").read_text()
+    assert "| SymFormer |" in md and "| AsymFormer |" in md and "| ParaFormer |" in md
+    assert "‖Ṽ‖/‖W_K‖" in md and "‖K̃‖/‖W_Kᵀ‖" in md
+    assert main(["sweep", "--family", "former", "--dataset", "digits", "--references",
+                 "vanilla", "--out", str(tmp_path / "bad"), *SMALL]) == 2
