@@ -213,3 +213,17 @@ def test_symmetry_measures_see_each_form_of_the_attention():
     assert tied["sym/mean.attn.vo_qk_cosine"] == pytest.approx(1.0)
     assert tied["sym/mean.attn.qk_symmetry_score"] == pytest.approx(1.0)
     assert "sym/mean.attn.key_term_ratio" not in tied  # ParaFormer has no key term
+
+
+def test_the_iterated_energy_of_each_symformer_application():
+    from hamixer.experiments.iterations import descent_summary, iterated_energies
+
+    model, _ = _small("symformer_n2_8", 0, n_iter=3)
+    per_block = iterated_energies(model, torch.randn(4, 1, 8, 8, dtype=torch.float64))
+    assert [len(e) for e in per_block] == [4, 4]  # the input, then each application
+    assert descent_summary(per_block)["applications"] == 6
+    para, _ = _small("paraformer_n2_8", 0)
+    with pytest.raises(ConfigError, match="energy attention"):
+        iterated_energies(para, torch.randn(2, 1, 8, 8, dtype=torch.float64))
+    assert len(iterated_energies(para, torch.randn(2, 1, 8, 8, dtype=torch.float64),
+                                 pseudo=True)) == 2
