@@ -702,7 +702,7 @@ def _bench_md(name: str, sec: dict[str, Any]) -> list[str]:
     if not sec.get("rows"):
         return []
     lines = [f"\n## {name}: `*_{sec['size']}`, batch {sec['batch']}\n",
-             "| variant | mode | model | img/s | ×timm | MFU (bf16 peak) | MFU (mm) "
+             "| variant | mode | model | img/s | ×timm | MFU (datasheet) | MFU (mm) "
              "| of mm limit | peak MB | top kernel |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in sec["rows"]:
@@ -737,7 +737,7 @@ def _rows_md(name: str, sec: dict[str, Any]) -> list[str]:
     lines = [f"\n## {name}: training step, {where}\n",
              "| size | batch | variant | model | img/s | × ref (ref) |"
              + (" × own eager |" if graphs else "")
-             + " MFU (mm) | MFU (peak) | top kernel (share) |",
+             + " MFU (mm) | MFU (datasheet) | top kernel (share) |",
              "|---|---:|---|---|---:|---:|" + ("---:|" if graphs else "") + "---:|---:|---|"]
     for r in sec["rows"]:
         own = (f" {r['vs_eager']:.2f} |" if r.get("vs_eager") else " – |") if graphs else ""
