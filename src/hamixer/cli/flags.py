@@ -10,7 +10,7 @@ import argparse
 from typing import Any
 
 from ..errors import ConfigError
-from ..train.config import CONFIG_DIR, TrainConfig, load_yaml, merge, parse_kv
+from ..train.config import COMPILE_MODES, CONFIG_DIR, TrainConfig, load_yaml, merge, parse_kv
 
 # flag → (config field, type, help); every flag defaults to "not given".
 RECIPE_FLAGS: list[tuple[str, str, Any, str]] = [
@@ -44,7 +44,7 @@ RECIPE_FLAGS: list[tuple[str, str, Any, str]] = [
 
 #: timm's names of our flags (timm's train.py is what users of this field bring).
 TIMM_ALIASES = {"--label-smoothing": ("--smoothing",), "--batch-size": ("-b",),
-                "--compile": ("--torchcompile",)}
+                "--compile": ("--torchcompile",), "--compile-mode": ("--torchcompile-mode",)}
 
 
 def add_config_arguments(p: argparse.ArgumentParser, compare: bool = False) -> None:
@@ -83,6 +83,19 @@ def add_config_arguments(p: argparse.ArgumentParser, compare: bool = False) -> N
     p.add_argument("--compile", *TIMM_ALIASES["--compile"], action="store_true", default=S,
                    dest="compile", help="torch.compile the training step (timm's "
                    "--torchcompile); checkpoints keep the plain module's keys")
+    p.add_argument("--compile-mode", *TIMM_ALIASES["--compile-mode"], default=S,
+                   metavar="MODE", help="torch.compile's mode (timm's --torchcompile-mode; "
+                   f"implies --compile): {', '.join(COMPILE_MODES)}; reduce-overhead replays "
+                   "CUDA graphs, max-autotune also searches GEMM kernels")
+    p.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=S,
+                   help="TensorFloat-32 float32 matmuls and convolutions on CUDA (default: on, "
+                        "as timm's train.py; --no-tf32: full float32); no effect on a CPU")
+    p.add_argument("--channels-last", action="store_true", default=S,
+                   help="images and the model's 4-D weights in channels-last memory order "
+                        "(timm's flag): speeds up convolutions on CUDA (timm's ConvNets, the "
+                        "conv stems of its ViT and MlpMixer); no effect on the result, nor on "
+                        "1-channel images (the same bytes), and hamixer's Mixers embed patches "
+                        "as a GEMM on unfolded patches, which reads either layout")
     if not compare:
         p.add_argument("--seed", type=int, default=S)
     p.add_argument("--quiet", action="store_true", default=S, help="no progress bar or log")
@@ -167,10 +180,12 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) 
         cfg = merge(cfg, parse_kv(args.set_values), "--set")
     flags: dict[str, Any] = {}
     for key in ("model", "dataset", "data_dir", "download", "epochs", "batch_size", "device",
-                "amp", "compile", "seed", "quiet", "out", "resume", "model_ema",
-                "initial_checkpoint"):
+                "amp", "compile", "compile_mode", "tf32", "channels_last", "seed", "quiet",
+                "out", "resume", "model_ema", "initial_checkpoint"):
         if key in given and given[key] is not None:
             flags[key] = given[key]
+    if "compile_mode" in given:  # timm's --torchcompile-mode names how to compile: it compiles
+        flags["compile"] = True
     for _, field_name, _, _ in RECIPE_FLAGS:
         if field_name in given:
             flags[field_name] = given[field_name]

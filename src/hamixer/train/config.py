@@ -19,6 +19,8 @@ import yaml
 from ..errors import ConfigError, closest
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+#: ``torch.compile``'s modes (its documentation's list); ``default`` is its default.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass
@@ -84,6 +86,14 @@ class TrainConfig:
     # torch.compile the training forward and backward; evaluation, hooks and checkpoints use
     # the plain module, so saved keys never carry the compiled wrapper's `_orig_mod.` prefix
     compile: bool = False
+    # torch.compile's mode (COMPILE_MODES; null: its default), with compile only
+    compile_mode: str | None = None
+    # TensorFloat-32 for float32 matrix products and cuDNN convolutions on CUDA, on as in
+    # timm's train.py; set for the run only, and never on a CPU (which has no TF32)
+    tf32: bool = True
+    # images and 4-D weights in channels-last memory order (timm's --channels-last): faster
+    # convolutions on CUDA, the same result
+    channels_last: bool = False
     seed: int = 0
     threads: int | None = None  # torch CPU threads (default: torch's choice)
     # output
@@ -124,6 +134,11 @@ class TrainConfig:
             (self.clip_grad is None or self.clip_grad > 0, "clip_grad must be > 0 or null"),
             (self.checkpoint_every_steps >= 0, "checkpoint_every_steps must be >= 0"),
             (self.checkpoint_every_seconds >= 0, "checkpoint_every_seconds must be >= 0"),
+            (self.compile_mode in (None, *COMPILE_MODES),
+             f"compile_mode must be one of {', '.join(COMPILE_MODES)}, "
+             f"got {self.compile_mode!r}"),
+            (self.compile_mode is None or self.compile,
+             f"compile_mode {self.compile_mode!r} needs compile: true (--compile)"),
         ]
         for ok, msg in checks:
             if not ok:

@@ -36,7 +36,14 @@ from .checkpoint import (
 from .config import TrainConfig, save_config
 from .distributed import DistContext, init_distributed, shutdown_distributed
 from .loop import Diverged, StopRequest, evaluate, progress_bar, train_one_epoch
-from .setup import TrainingParts, build_parts, epoch_seed, peak_memory_mb, seed_everything
+from .setup import (
+    TrainingParts,
+    build_parts,
+    epoch_seed,
+    peak_memory_mb,
+    seed_everything,
+    tf32_mode,
+)
 
 #: A per-epoch hook: called with the model and the finished epoch (1-based) after
 #: evaluation; the dict it returns is merged into that epoch's ``metrics.jsonl`` row. A fresh
@@ -45,10 +52,12 @@ EpochHook = Callable[[nn.Module, int], "dict[str, Any] | None"]
 #: What the hooks return for the untrained model (epoch 0), kept out of metrics.jsonl whose
 #: rows are all trained epochs.
 INIT_METRICS = "init_metrics.json"
-#: Settings a resumed run may change (they do not change what is computed).
+#: Settings a resumed run may change: they change where and how fast the same function is
+#: computed, not which (a device, TF32 or compiled kernels round differently, as a device does).
 RESUMABLE_CHANGES = frozenset({"out", "resume", "quiet", "threads", "device", "data_dir",
                                "download", "checkpoint_every_steps",
-                               "checkpoint_every_seconds", "compile"})
+                               "checkpoint_every_seconds", "compile", "compile_mode", "tf32",
+                               "channels_last"})
 
 
 #: Receives every finished epoch's ``metrics.jsonl`` row on rank 0 (an experiment tracker).
@@ -307,14 +316,14 @@ def _train_epochs(cfg: TrainConfig, out: Path, parts: TrainingParts, state: RunS
         train_model = DistributedDataParallel(
             parts.model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:  # the training step only: evaluation, hooks and checkpoints use the model
-        train_model = torch.compile(train_model)
+        train_model = torch.compile(train_model, mode=cfg.compile_mode)
     log(_describe(cfg, parts, ctx))
     ckpt = Checkpointer(cfg, out, parts, state, ctx)
     steps = len(parts.train_batches)
     # no bar for a finished run: a full bar would read as training
     bar = progress_bar(cfg.epochs * steps, state.start_epoch * steps + state.start_step,
                        cfg.quiet or not ctx.is_main or state.finished, cfg.model)
-    with StopRequest() as stop:
+    with tf32_mode(cfg.tf32, parts.device), StopRequest() as stop:
         try:
             for epoch in range(state.start_epoch, cfg.epochs):
                 row = _train_epoch(cfg, parts, state, ckpt, train_model, epoch, bar, stop,
@@ -352,14 +361,14 @@ def _train_epoch(cfg: TrainConfig, parts: TrainingParts, state: RunState, ckpt: 
     if p.scheduler is not None:
         p.scheduler.step(epoch + 1)
     evaluated = p.model if p.ema is None else p.ema.module
-    te = evaluate(evaluated, p.test_batches, p.device, p.amp_dtype)
+    te = evaluate(evaluated, p.test_batches, p.device, p.amp_dtype, cfg.channels_last)
     seconds = time.perf_counter() - t0 + (partial or {}).get("seconds", 0.0)
     row = {"epoch": epoch + 1, "train_loss": tr["loss"], "train_acc": tr["acc"],
            "test_loss": te["loss"], "test_acc": te["top1"], "test_top5": te["top5"],
            "lr": p.optimizer.param_groups[0]["lr"], "seconds": seconds,
            "train_seconds": tr["seconds"], "images_per_s": tr["images_per_s"]}
     if p.ema is not None:
-        raw = evaluate(p.model, p.test_batches, p.device, p.amp_dtype)
+        raw = evaluate(p.model, p.test_batches, p.device, p.amp_dtype, cfg.channels_last)
         row.update(raw_test_loss=raw["loss"], raw_test_acc=raw["top1"],
                    raw_test_top5=raw["top5"])
     for hook in hooks:
@@ -381,6 +390,9 @@ def _describe(cfg: TrainConfig, parts: TrainingParts, ctx: DistContext) -> str:
             f"lr {cfg.resolved_lr:.2e}, device {p.device}{amp}"
             f"{f', {ctx.world} processes' if ctx.enabled else ''}"
             f"{', compiled' if cfg.compile else ''}"
+            f"{f' ({cfg.compile_mode})' if cfg.compile and cfg.compile_mode else ''}"
+            f"{', TF32' if cfg.tf32 and p.device.type == 'cuda' else ''}"
+            f"{', channels-last' if cfg.channels_last else ''}"
             f"{f', weight EMA {cfg.model_ema_decay}' if p.ema is not None else ''}")
 
 

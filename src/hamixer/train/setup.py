@@ -8,7 +8,8 @@ from __future__ import annotations
 import random
 import resource
 import sys
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +51,23 @@ def amp_settings(cfg: TrainConfig, device: torch.device) -> tuple[torch.dtype | 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+
+@contextmanager
+def tf32_mode(enabled: bool, device: torch.device) -> Iterator[None]:
+    """TensorFloat-32 for float32 matrix products and cuDNN convolutions on or off while a
+    run on ``device`` trains, as timm's train.py sets it on CUDA; the previous settings come
+    back afterwards. A CPU has no TF32: nothing is touched there."""
+    if device.type != "cuda":
+        yield
+        return
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    saved = matmul.allow_tf32, cudnn.allow_tf32
+    matmul.allow_tf32 = cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        matmul.allow_tf32, cudnn.allow_tf32 = saved
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -240,6 +258,8 @@ def build_parts(cfg: TrainConfig, ctx: DistContext,
     kwargs = model_kwargs_for(cfg, num_classes, in_chans, img_size)
     # the initial weights (from --initial-checkpoint too), before the EMA copies them
     model = initial_model(cfg.model, kwargs, cfg.seed, cfg.initial_checkpoint).to(device)
+    if cfg.channels_last:  # before the optimizer and the EMA see the parameters
+        model = model.to(memory_format=torch.channels_last)
     source = model_source(cfg.model)
     mean, std = model.pretrained_cfg["mean"], model.pretrained_cfg["std"]
     train_batches = ImageBatches(train_split, cfg.batch_size, img_size, mean, std, num_classes,
