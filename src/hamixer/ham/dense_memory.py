@@ -152,9 +152,13 @@ class DenseAssociativeMemory(nn.Module):
             total = torch.exp(beta * (h - top)).sum(-1, keepdim=True)
             flipped = moved(torch.exp(beta * (h + 2 - top)), torch.exp(beta * (h - 2 - top)))
             return -(torch.log(flipped) - torch.log(total)) / beta
+        # Separable F: the same sums as ``moved`` in one product, Σ_rise up + Σ_fall down =
+        # ½Σ(up + down) + ½σ_i·((down − up)·ξ_i) (no cancellation worse than F's own size).
         f = self.lagrangian.density
         f0 = f(h)
-        return -moved(f(h + 2) - f0, f(h - 2) - f0)
+        up, down = f(h + 2) - f0, f(h - 2) - f0
+        both = (up + down).sum(-1, keepdim=True)
+        return -(both + state * ((down - up) @ self.patterns)) / 2
 
     def _flip_change(self, h: Tensor, flipped: Tensor) -> Tensor:
         """``E(flipped overlaps) − E(h)`` per sample, without subtracting two large sums."""
@@ -199,15 +203,20 @@ class DenseAssociativeMemory(nn.Module):
             raise ValueError(f"need max_steps >= 1 and 0 <= tol < 1, got {max_steps}, {tol}")
         converged = torch.zeros(state.shape[0], dtype=torch.bool, device=state.device)
         cycling = torch.zeros_like(converged)
-        before, steps = None, 0
+        state, before, steps = state.clone(), None, 0
+        active = torch.arange(state.shape[0], device=state.device)  # samples still moving
         with torch.no_grad():
             for _ in range(max_steps):
                 steps += 1
-                new = self.step(state) if mode == "sync" else self.sweep(state, generator)
-                converged = (new != state).sum(-1) <= tol * self.num_units
+                now = state[active]
+                new = self.step(now) if mode == "sync" else self.sweep(now, generator)
+                done = (new != now).sum(-1) <= tol * self.num_units
+                converged[active] = done
                 if before is not None:
-                    cycling = ~converged & (new == before).all(-1)
-                before, state = state, new
-                if bool((converged | cycling).all()):
+                    cycling[active] = ~done & (new == before).all(-1)
+                state[active] = new
+                keep = ~(converged[active] | cycling[active])
+                active, before = active[keep], now[keep]
+                if len(active) == 0:
                     break
         return Retrieval(state=state, steps=steps, converged=converged, cycling=cycling)
