@@ -27,3 +27,26 @@ __all__ = [
     "ReLULagrangian", "RePULagrangian", "SoftmaxLagrangian", "SphericalLagrangian", "Synapse",
     "TokenSynapse", "Trajectory", "descend", "gelu_lagrangian", "integrate", "integrate_ham",
 ]
+
+from .dense_memory import (  # noqa: E402
+    DenseAssociativeMemory,
+    PolynomialLagrangian,
+    Retrieval,
+    SignLagrangian,
+)
+from .hopfield import (  # noqa: E402
+    Hopfield,
+    HopfieldLayer,
+    HopfieldPooling,
+    PatternSynapse,
+    association,
+    association_energy,
+    association_update,
+    retrieve,
+)
+
+__all__ += [
+    "DenseAssociativeMemory", "Hopfield", "HopfieldLayer", "HopfieldPooling", "PatternSynapse",
+    "PolynomialLagrangian", "Retrieval", "SignLagrangian", "association", "association_energy",
+    "association_update", "retrieve",
+]
