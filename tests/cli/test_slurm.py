@@ -277,30 +277,49 @@ def _mid_epoch(out):
     return meta if meta.get("step") else None
 
 
+def _requeued_starts_now(job):
+    """A requeued job waits before it may start again; the test's cluster lets it start now."""
+    _until(lambda: _state(job) == "PENDING", 120, poll=0.5)
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+
+
 @pytest.mark.slow
 @pytest.mark.slurm
-def test_scontrol_requeue_of_a_running_job_resumes_it_bitwise(tmp_path, capsys, slurm):
-    """Slurm's requeue (what a preemption does) of a training in mid-epoch: every task saves
-    at the next step and stops; the job starts again and resumes where it stopped, ending
-    with the numbers and weights of a run never interrupted (every augmentation on)."""
+def test_scontrol_requeue_and_the_time_limit_warning_resume_bitwise(tmp_path, capsys, slurm):
+    """A preemption (Slurm's requeue: SIGTERM) and then a time-out warning (USR2, which
+    submitit's checkpointing hook answers) of a training in mid-epoch: each time every task
+    saves at the next step and stops, the job starts again and resumes where it stopped, and
+    the run ends with the numbers and weights of a run never interrupted (every augmentation
+    on)."""
     assert main([*REQUEUED, "--out", str(tmp_path / "ref")]) == 0
     out = tmp_path / "run"
     capsys.readouterr()
     assert main([*REQUEUED, "--out", str(out), "--launcher", "slurm", "--partition", slurm,
                  "--timeout", "10"]) == 0
     job = capsys.readouterr().out.split("submitted Slurm job ")[1].split(":")[0]
-    meta = _until(lambda: _mid_epoch(out), 300)
+    first = _until(lambda: _mid_epoch(out), 300)
     subprocess.run(["scontrol", "requeue", job], check=True)
-    # a requeued job waits before it may start again; the test's cluster lets it start now
-    _until(lambda: _state(job) == "PENDING", 120, poll=0.5)
-    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+    _requeued_starts_now(job)
+    log = out / "slurm" / f"{job}_0_log.err"
+    stopped = _until(lambda: "stopped: stopped by SIGTERM" in log.read_text()
+                     and _mid_epoch(out), 60)
+
+    def saved_again():  # the second attempt has trained past where the first one stopped
+        meta = _mid_epoch(out)
+        return meta if meta and (meta["epoch"], meta["step"]) != (
+            stopped["epoch"], stopped["step"]) else None
+
+    _until(saved_again, 300)
+    subprocess.run(["scancel", "--signal=USR2", job], check=True)
+    _requeued_starts_now(job)
     _until(lambda: _state(job) in ("COMPLETED", "FAILED", "CANCELLED"), 400, poll=1)
     assert _state(job) == "COMPLETED"
-    log = (out / "slurm" / f"{job}_0_log.err").read_text()
-    assert "stopped: stopped by SIGTERM; state saved" in log, log[-2000:]
-    assert log.count("Starting with JobEnvironment") == 2
-    stopped = log.split("state saved in ")[1].split("\n")[0]
-    assert "step" in stopped and meta["epoch"] < 3, stopped  # it stopped within an epoch
+    text = log.read_text()
+    assert "stopped: stopped by SIGTERM; state saved" in text, text[-2000:]
+    assert "time-limit warning (USR2): stopped by SIGTERM; state saved" in text, text[-2000:]
+    for line in (x for x in text.splitlines() if "state saved in" in x):
+        assert "(step" in line, line  # both stops were within an epoch
+    assert first["epoch"] < 3 and json.loads((out / "summary.json").read_text())["epochs"] == 3
     assert _rows(out) == _rows(tmp_path / "ref")  # bitwise: floats compared with ==
     _same_weights(out, tmp_path / "ref")
 

@@ -181,6 +181,8 @@ class SubmittedTraining:
             return self.train()
         except Interrupted as err:
             if asked and callable(warning):
+                print(f"time-limit warning (USR2): {err}; submitit requeues the job",
+                      file=sys.stderr, flush=True)
                 warning(_preemption_signal(), None)  # rank 0: checkpoint, requeue, exit
                 return None  # other ranks: rank 0 requeues the job
             # SIGTERM: scancel, or a preemption or `scontrol requeue` after which Slurm
