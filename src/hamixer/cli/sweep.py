@@ -16,6 +16,7 @@ HELP = ("train AsymMixer (or AsymFormer) at each λ plus its tied and free refer
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..experiments.sweep import DEFAULT_LAMBDAS, SWEEP_FAMILIES
     from ..models.mixer import BREAKING_INITS
+    from ._launcher import add_launcher_arguments
     from .flags import add_config_arguments
 
     grid = ",".join(f"{x:g}" for x in DEFAULT_LAMBDAS)
@@ -45,6 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", "--output", default=None,
                    help="output directory (default runs/sweep-DATASET; timm: --output)")
     add_config_arguments(p, compare=True)
+    add_launcher_arguments(p, plan=True)
 
 
 def _choices(text: str, valid: Sequence[str], flag: str) -> list[str]:
@@ -81,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from ..experiments.sweep import SWEEP_FAMILIES, SweepPlan, run_sweep
     from ..models.mixer import BREAKING_INITS
     from ..provenance import command_line
+    from ._launcher import plan_launcher
     from .compare import _seeds
     from .flags import config_from_args
 
@@ -114,8 +117,12 @@ def run(args: argparse.Namespace) -> int:
 
             raise ConfigError(f"unknown --size {args.size!r}{closest(args.size, SIZES)} "
                               f"(valid: {', '.join(SIZES)})")
+    launcher = plan_launcher(args, out, "sweep")
     res = run_sweep(base, plan, out, size=args.size, symmetry=not args.no_symmetry,
-                    command=command_line(), jobs=args.jobs, family=args.family)
+                    command=command_line(), jobs=args.jobs, launcher=launcher,
+                    family=args.family)
+    if res is None:  # submitted, not waited for
+        return 0
     ends = f"\n\n{res['ends']}" if res["ends"] else ""
     finish(out, res["table"] + ends, ("sweep.json", "sweep.md", "sweep.png", "sweep-epochs.png"))
     return 0

@@ -10,6 +10,7 @@ HELP = "train a model on an image dataset (metrics.jsonl, checkpoints, summary.j
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ._launcher import add_launcher_arguments
     from ._wandb import add_wandb_arguments
     from .flags import add_config_arguments
 
@@ -24,6 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "process, so there is nothing for workers to do")
     add_wandb_arguments(p)
     add_config_arguments(p)
+    add_launcher_arguments(p, plan=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from ..experiments.training import measure_hooks
     from ..models.registry import has_free_mlps
     from ..provenance import record_command
+    from ..train.distributed import is_main_process
     from ..train.run import run_training
     from ._wandb import require_wandb, wandb_sink
     from .flags import config_from_args
@@ -46,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--init symmetric ties free MLPs (vanillamixer, paramixer, timm "
                           f"models); "
                           f"{cfg.model} has none, so it would have no effect")
+    if getattr(args, "launcher", None):  # submit it; the job's tasks run this command
+        from ._launcher import submit_training
+
+        return submit_training(args, cfg)
     hooks = () if args.no_symmetry else measure_hooks(cfg.out)
     sink = None
     if args.log_wandb:
@@ -54,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         print("note: -j/--workers has no effect: the data is in memory and batched in the "
               "training process", file=sys.stderr)
     summary = run_training(cfg, hooks=hooks, on_epoch=sink)
+    if not is_main_process():  # under torchrun or srun, rank 0 writes and reports
+        return 0
     record_command(cfg.out)
     write_args(args, cfg.out)
     pngs = [plot_run_curves(cfg.out, cfg.model)]

@@ -1,7 +1,10 @@
 """Run a plan of trainings, N at a time, each in its own process and run directory (``--jobs``).
 
 A plan is a list of :class:`Job`: a label and a :class:`TrainConfig` whose ``out`` is the run
-directory. With one job at a time the runs train in this process, one after the other. With
+directory. :func:`run_jobs` reads back the runs that have finished and hands the others to an
+executor: this process and its worker pool (below), or a :class:`Launcher` (a Slurm job array
+or submitit's local executor, :mod:`hamixer.experiments.cluster`), which may only submit them.
+With one job at a time the runs train in this process, one after the other. With
 N, N worker processes train side by side: the CPU threads are split between them, and on a
 machine with several GPUs each worker gets one. Every run resumes from its directory, so a
 killed plan continues where each run stopped and a finished run is only read back.
@@ -29,7 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import HamixerError, Interrupted
 from ..train.config import TrainConfig
@@ -49,17 +52,34 @@ class Job:
     symmetry: bool = True
 
 
+class Launcher(Protocol):
+    """An executor of the runs of a plan elsewhere than in this process's pool."""
+
+    def run(self, jobs: Sequence[Job], numbers: Sequence[int], plan_size: int,
+            log: Callable[[str], None]) -> list[dict[str, Any]] | None:
+        """Train ``jobs`` (numbered ``numbers`` in a plan of ``plan_size``); return their
+        summaries in order, or None when they were only submitted."""
+        ...
+
+
 def run_jobs(jobs: Sequence[Job], n_jobs: int = 1, log: Callable[[str], None] = print,
-             progress: bool = True) -> list[dict[str, Any]]:
+             progress: bool = True, launcher: Launcher | None = None
+             ) -> list[dict[str, Any]] | None:
     """Train every job (resuming each from its run directory); return the summaries in plan
-    order. Raises :class:`HamixerError` naming the runs that failed, after the others end."""
+    order, or None when ``launcher`` only submitted the unfinished ones. Raises
+    :class:`HamixerError` naming the runs that failed, after the others end."""
     if n_jobs < 1:
         raise HamixerError(f"--jobs must be >= 1, got {n_jobs}")
     done = {k: s for k, job in enumerate(jobs) if (s := finished_summary(job.cfg)) is not None}
     for k, summary in done.items():
         log(_result_line(k + 1, len(jobs), jobs[k].label, summary) + "  (finished run, read)")
     todo = [k for k in range(len(jobs)) if k not in done]
-    if n_jobs == 1 or len(todo) <= 1:
+    if launcher is not None and todo:
+        ran = launcher.run([jobs[k] for k in todo], [k + 1 for k in todo], len(jobs), log)
+        if ran is None:
+            return None
+        trained = dict(zip(todo, ran, strict=True))
+    elif n_jobs == 1 or len(todo) <= 1:
         trained = {k: _train_here(k + 1, jobs[k], len(jobs), log) for k in todo}
     else:
         trained = _Pool([jobs[k] for k in todo], n_jobs, log, progress,
@@ -88,7 +108,12 @@ def finished_summary(cfg: TrainConfig) -> dict[str, Any] | None:
 
 
 def _result_line(k: int, total: int, label: str, s: dict[str, Any]) -> str:
-    return (f"[{k}/{total}] {label}: best {s['best_test_acc']:.2f}%  final "
+    return result_line(f"[{k}/{total}]", label, s)
+
+
+def result_line(place: str, label: str, s: dict[str, Any]) -> str:
+    """What a finished run is in one line: ``[3/8] label: best ...% final ...%``."""
+    return (f"{place} {label}: best {s['best_test_acc']:.2f}%  final "
             f"{s['final_test_acc']:.2f}%  {s['total_seconds']:.0f}s  "
             f"{s['train_images_per_s']:.0f} img/s")
 

@@ -26,7 +26,8 @@ from ..io import write_json, write_text
 from ..plots import plot_sweep, plot_sweep_epochs
 from ..runs import format_mean_std, mean_std, read_init_metrics, read_metrics
 from ..train.config import TrainConfig
-from .jobs import Job, run_jobs
+from .cluster import check_no_active_submission
+from .jobs import Job, Launcher, run_jobs
 
 #: The λ grid of THEORY §3, from strong penalty to none.
 DEFAULT_LAMBDAS = (10.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 0.0)
@@ -147,12 +148,15 @@ def final_breaking_ratio(run_dir: str | os.PathLike) -> float:
 
 def run_sweep(base: TrainConfig, plan: SweepPlan, out: Path, symmetry: bool = True,
               command: str | None = None, jobs: int = 1, size: str | None = None,
-              log: Callable[[str], None] = print, family: str = "mixer") -> dict[str, Any]:
+              log: Callable[[str], None] = print, launcher: Launcher | None = None,
+              family: str = "mixer") -> dict[str, Any] | None:
     """Train the sweep; write ``sweep.json``, ``sweep.md`` (with the ends against their
     references), ``sweep.png`` (against λ) and ``sweep-epochs.png`` (per epoch) into ``out``.
 
     ``size`` (e.g. ``"m4_28"``) picks the registered size of every model; by default, the
-    one that fits the dataset. ``family``: a key of :data:`SWEEP_FAMILIES`."""
+    one that fits the dataset. ``family``: a key of :data:`SWEEP_FAMILIES`. With a
+    ``launcher`` that only submits the runs (a Slurm array not waited for), nothing is written
+    here and None is returned."""
     from ..data import dataset_info
     from ..provenance import versions
 
@@ -171,7 +175,10 @@ def run_sweep(base: TrainConfig, plan: SweepPlan, out: Path, symmetry: bool = Tr
         cfg = dataclasses.replace(base, model=size[kind], model_kwargs=kwargs, seed=seed,
                                   out=str(out / name / f"seed{seed}"), resume=True)
         run_jobs_plan.append(Job(f"{name} seed {seed}", cfg, symmetry))
-    summaries = run_jobs(run_jobs_plan, jobs, log, progress=not base.quiet)
+    check_no_active_submission(out, run_jobs_plan)
+    summaries = run_jobs(run_jobs_plan, jobs, log, progress=not base.quiet, launcher=launcher)
+    if summaries is None:
+        return None
     records = []
     for (kind, lam, init, seed), job, s in zip(entries, run_jobs_plan, summaries, strict=True):
         rec = {"kind": kind, "model": job.cfg.model, "seed": seed, "best_acc": s["best_test_acc"],
