@@ -49,7 +49,36 @@ def attention_scores(q: Tensor, k: Tensor, beta: float, exclude_self: bool) -> T
     return scores
 
 
-class AttentionSynapse(Synapse):
+class MultiHeadScores:
+    """Queries, keys, scores and their log-sum-exp for ``num_heads`` heads: what every
+    attention of tokens ``g`` ``[B, N, D]`` shares (mixed into :class:`AttentionSynapse` and
+    into the Transformers' attention layers, which say where the weights live)."""
+
+    query_weight: Tensor
+    key_weight: Tensor
+    num_heads: int
+    beta: float
+    exclude_self: bool
+
+    def queries_keys(self, g: Tensor) -> tuple[Tensor, Tensor]:
+        """``Q`` and ``K``, each ``[B, H, N, Y]``, of tokens ``g`` ``[B, N, D]``."""
+        q = split_heads(g @ self.query_weight.t(), self.num_heads)
+        k = split_heads(g @ self.key_weight.t(), self.num_heads)
+        return q, k
+
+    def attention(self, g: Tensor) -> Tensor:
+        """The attention map ``p^h_CB`` (rows: queries C, columns: keys B), ``[B, H, N, N]``."""
+        q, k = self.queries_keys(g)
+        return attention_scores(q, k, self.beta, self.exclude_self).softmax(-1)
+
+    def attention_energy(self, g: Tensor) -> Tensor:
+        """``−(1/β) Σ_h Σ_C log Σ_B exp(β K_hBᵀ Q_hC)`` of each sample, ``[B]``."""
+        q, k = self.queries_keys(g)
+        scores = attention_scores(q, k, self.beta, self.exclude_self)
+        return -torch.logsumexp(scores, dim=-1).sum(dim=(-2, -1)) / self.beta
+
+
+class AttentionSynapse(MultiHeadScores, Synapse):
     """The energy attention of one visible layer of tokens ``[N, D]`` (``pre == post``).
 
     Args:
@@ -82,22 +111,9 @@ class AttentionSynapse(Synapse):
             raise ValueError(f"beta must be > 0, got {self.beta}")
         self.exclude_self = bool(exclude_self)
 
-    def queries_keys(self, g: Tensor) -> tuple[Tensor, Tensor]:
-        """``Q`` and ``K``, each ``[B, H, N, Y]``, of tokens ``g`` ``[B, N, D]``."""
-        q = split_heads(g @ self.query_weight.t(), self.num_heads)
-        k = split_heads(g @ self.key_weight.t(), self.num_heads)
-        return q, k
-
-    def attention(self, g: Tensor) -> Tensor:
-        """The attention map ``p^h_CB`` (rows: queries C, columns: keys B), ``[B, H, N, N]``."""
-        q, k = self.queries_keys(g)
-        return attention_scores(q, k, self.beta, self.exclude_self).softmax(-1)
-
     def energy(self, g_pre: Tensor, g_post: Tensor | None = None) -> Tensor:
         """``E_att`` of each sample, ``[B]`` (``g_post`` is the same layer and is ignored)."""
-        q, k = self.queries_keys(g_pre)
-        scores = attention_scores(q, k, self.beta, self.exclude_self)
-        return -torch.logsumexp(scores, dim=-1).sum(dim=(-2, -1)) / self.beta
+        return self.attention_energy(g_pre)
 
     def update(self, g: Tensor) -> Tensor:
         """``−∂E_att/∂g`` in closed form (query term + key term), ``[B, N, D]``."""

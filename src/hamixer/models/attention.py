@@ -26,7 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ham.attention import AttentionSynapse, attention_scores, merge_heads, split_heads
+from ..ham.attention import (
+    AttentionSynapse,
+    MultiHeadScores,
+    attention_scores,
+    merge_heads,
+    split_heads,
+)
 
 
 def _head_dim(dim: int, num_heads: int) -> int:
@@ -41,7 +47,7 @@ def _xavier(*shape: int) -> nn.Parameter:
     return nn.Parameter(w)
 
 
-class _AttentionBase(nn.Module):
+class _AttentionBase(MultiHeadScores, nn.Module):
     """Queries and keys of ``num_heads`` heads of ``dim / num_heads`` channels each."""
 
     def __init__(self, dim: int, num_heads: int, beta: float | None = None,
@@ -65,16 +71,6 @@ class _AttentionBase(nn.Module):
         """The key term's output map ``[D, H·Y]`` (its values are ``W_Q g``); ``None``: no
         key term."""
         return None
-
-    def queries_keys(self, g: Tensor) -> tuple[Tensor, Tensor]:
-        q = split_heads(g @ self.query_weight.t(), self.num_heads)
-        k = split_heads(g @ self.key_weight.t(), self.num_heads)
-        return q, k
-
-    def attention(self, g: Tensor) -> Tensor:
-        """The attention map ``[B, H, N_query, N_key]``."""
-        q, k = self.queries_keys(g)
-        return attention_scores(q, k, self.beta, self.exclude_self).softmax(-1)
 
     def forward(self, g: Tensor) -> Tensor:
         """Query term ``Σ_B p_AB W_O W_V g_B`` plus, where there is one, the key term
@@ -138,7 +134,7 @@ class EnergyAttention(_AttentionBase):
 
     def energy(self, g: Tensor) -> Tensor:
         """``E_att`` of normalized tokens ``g``, ``[B]``."""
-        return self.synapse.energy(g)
+        return self.attention_energy(g)
 
 
 class FreeAttention(_AttentionBase):

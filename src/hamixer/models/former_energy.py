@@ -24,11 +24,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from ..ham.attention import AttentionSynapse, attention_scores
+from ..ham.attention import AttentionSynapse
 from ..ham.core import HAM, ChannelSynapse, Neurons
 from ..ham.lagrangians import GELULagrangian
 from .attention import EnergyAttention
@@ -58,10 +57,9 @@ def check_former_energy(block: nn.Module, pseudo: bool = False) -> None:
 
 
 def attention_energy(attn: nn.Module, g: Tensor) -> Tensor:
-    """``−(1/β) Σ_h Σ_C log Σ_B exp(β K_hBᵀ Q_hC)`` with ``attn``'s queries and keys, ``[B]``."""
-    q, k = attn.queries_keys(g)
-    scores = attention_scores(q, k, attn.beta, attn.exclude_self)
-    return -torch.logsumexp(scores, dim=-1).sum(dim=(-2, -1)) / attn.beta
+    """``−(1/β) Σ_h Σ_C log Σ_B exp(β K_hBᵀ Q_hC)`` with ``attn``'s queries and keys, ``[B]``
+    (the energy of energy attention, the pseudo-energy of the others)."""
+    return attn.attention_energy(g)
 
 
 def former_block_energy(block: ParallelFormerBlock, x: Tensor, pseudo: bool = False) -> Tensor:
