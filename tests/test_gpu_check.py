@@ -26,6 +26,7 @@ def _gpu_check():
     return sys.modules["gpu_check"]
 
 
+@pytest.mark.slow  # the whole check script, torchrun included
 def test_dry_run_writes_every_section_without_errors(tmp_path):
     env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
     res = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--dry-run",

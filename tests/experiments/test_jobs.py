@@ -19,6 +19,7 @@ TINY = ["--model-kwargs", "num_blocks=1", "embed_dim=16", "--limit-train", "64",
         "--limit-test", "32", "--batch-size", "32", "--quiet", "--dataset", "digits"]
 
 
+@pytest.mark.slow  # a pool of worker processes
 def test_compare_with_two_jobs_matches_one_job(tmp_path, capsys):
     args = ["compare", "--models", "paramixer,symmixer", "--seeds", "0", "--epochs", "2",
             *TINY]
@@ -36,6 +37,7 @@ def test_compare_with_two_jobs_matches_one_job(tmp_path, capsys):
     assert "| paramixer_n2_8 |" in table and "| symmixer_n2_8 |" in table
 
 
+@pytest.mark.slow  # a pool of worker processes
 def test_failed_worker_is_named(tmp_path, capsys):
     out = tmp_path / "cmp"
     args = ["compare", "--models", "paramixer,symmixer", "--seeds", "0", "--epochs", "1",
@@ -151,6 +153,7 @@ def _stopped_with_state_saved(out: Path) -> None:
         assert "stopped by SIGTERM" in (run / "job.log").read_text()
 
 
+@pytest.mark.slow  # killed worker processes
 @LINUX_PROC
 def test_sigterm_stops_every_worker_cleanly(plan_out):
     out = plan_out
@@ -164,6 +167,7 @@ def test_sigterm_stops_every_worker_cleanly(plan_out):
     _stopped_with_state_saved(out)
 
 
+@pytest.mark.slow  # killed worker processes
 @LINUX_PROC
 def test_workers_of_a_killed_command_stop_by_themselves(plan_out):
     out = plan_out

@@ -11,11 +11,13 @@ from .compare import add_jobs_argument, check_jobs, finish
 NAME = "sweep"
 HELP = ("train AsymMixer (or AsymFormer) at each λ plus its tied and free references (same "
         "seed, data order and budget); write sweep.json, sweep.md and sweep.png")
+#: ``hamixer.models.mixer.BREAKING_INITS`` for the help, which must not import torch (a test
+#: checks the two agree; ``run`` checks values against the models' own).
+HELP_BREAKING_INITS = ("xavier", "zero", "free")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..experiments.sweep import DEFAULT_LAMBDAS, SWEEP_FAMILIES
-    from ..models.mixer import BREAKING_INITS
     from ._launcher import add_launcher_arguments
     from .flags import add_config_arguments
 
@@ -31,8 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seeds for 0 < λ < 1 only (default: --seeds); the ends (λ >= 1, "
                         "λ = 0) and the references get --seeds")
     p.add_argument("--breaking-inits", default="xavier", metavar="INITS",
-                   help=f"where W̃ starts, comma-separated from {', '.join(BREAKING_INITS)}; "
-                        "each is swept over every λ (default xavier)")
+                   help="where W̃ starts, comma-separated from "
+                        f"{', '.join(HELP_BREAKING_INITS)}; each is swept over every λ "
+                        "(default xavier)")
     p.add_argument("--mid-breaking-inits", default=None, metavar="INITS",
                    help="W̃ starts for 0 < λ < 1 only (default: --breaking-inits); the ends "
                         "(λ >= 1, λ = 0) get --breaking-inits")

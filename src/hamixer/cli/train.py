@@ -19,10 +19,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", nargs="?", const=True, default=argparse.SUPPRESS,
                    metavar="PATH", help="continue the run in --out from its last checkpoint; "
                    "or, as timm's --resume PATH, the run of that checkpoint")
-    p.add_argument("-j", "--workers", type=int, default=0, metavar="N",
-                   help="timm's data-loader workers, accepted for its command lines: hamixer "
-                        "holds the decoded data in memory and batches it in the training "
-                        "process, so there is nothing for workers to do")
     add_wandb_arguments(p)
     add_config_arguments(p)
     add_launcher_arguments(p, plan=False)
@@ -30,7 +26,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
-    import sys
 
     from ..errors import ConfigError
     from ..experiments.symmetry import plot_run_symmetry, plot_run_symmetry_blocks
@@ -57,9 +52,6 @@ def run(args: argparse.Namespace) -> int:
     sink = None
     if args.log_wandb:
         sink = wandb_sink(require_wandb(), args.wandb_project, str(cfg.out), cfg.to_dict())
-    if args.workers and not cfg.quiet:
-        print("note: -j/--workers has no effect: the data is in memory and batched in the "
-              "training process", file=sys.stderr)
     summary = run_training(cfg, hooks=hooks, on_epoch=sink)
     if not is_main_process():  # under torchrun or srun, rank 0 writes and reports
         return 0

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from ..io import write_json, write_text
-from ..plots import plot_sweep, plot_sweep_epochs
 from ..runs import format_mean_std, mean_std, read_init_metrics, read_metrics
 from ..train.config import TrainConfig
 from .cluster import check_no_active_submission
@@ -206,6 +205,8 @@ def run_sweep(base: TrainConfig, plan: SweepPlan, out: Path, symmetry: bool = Tr
     footer = f"\n\nCommand: `{command}`\n" if command else "\n"
     ends = format_ends_md(agg)
     write_text(out / "sweep.md", header + table + (f"\n\n{ends}" if ends else "") + footer)
+    from ..plots import plot_sweep, plot_sweep_epochs  # matplotlib: not for `sweep --help`
+
     n_seeds = len(plan.seeds)
     seeds_text = f"{n_seeds} seed{'s' if n_seeds > 1 else ''}"
     plot_sweep(agg, out / "sweep.png",
