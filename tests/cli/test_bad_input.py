@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hamixer.cli import main
+from hamixer.cli.flags import RECIPE_FLAGS
 from hamixer.errors import ConfigError, HamixerError
 from hamixer.train.config import FIELD_NAMES, TrainConfig, load_yaml, merge, parse_kv
 
@@ -504,3 +505,40 @@ def test_a_crashed_worker_is_a_crash_not_a_user_error(tmp_path, monkeypatch):
     with pytest.raises(HamixerError) as info:
         jobs._Pool(plan[1:], 2, print, progress=False).run()
     assert not isinstance(info.value, jobs.WorkerCrashed)
+
+
+def _flag_values(kind):
+    """Numbers of a flag's type as a user could type them: huge, negative, NaN, inf."""
+    ints = st.one_of(st.integers(-10, 10), st.integers(), st.sampled_from([2**63, 2**64]))
+    floats = st.one_of(st.floats(), st.floats(-2, 2), st.sampled_from([1e308, -0.0]))
+    return ints if kind is int else st.one_of(floats, ints)
+
+
+_NUMERIC_FLAGS = [(flag, field, kind) for flag, field, kind, _ in RECIPE_FLAGS
+                  if kind in (int, float)] + [("--epochs", "epochs", int),
+                                              ("--batch-size", "batch_size", int),
+                                              ("--seed", "seed", int)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), flag=st.sampled_from(_NUMERIC_FLAGS))
+def test_fuzz_numeric_flags_are_in_range_or_refused(data, flag):
+    """Any number for any numeric flag of ``train``: a config whose every setting is in its
+    range (``RANGES``), or a ConfigError; never another exception."""
+    import math
+
+    from hamixer.cli.flags import config_from_args
+    from hamixer.cli.main import build_parser
+    from hamixer.train.config import RANGES
+
+    name, field, kind = flag
+    value = data.draw(_flag_values(kind))
+    args = build_parser().parse_args(["train", "--out", "unused", f"{name}={value}"])
+    try:
+        cfg = config_from_args(args)
+    except ConfigError:
+        return
+    got = getattr(cfg, field)
+    assert got is None or math.isfinite(got)
+    low, high, _, _ = RANGES.get(field, (None, None, True, True))
+    assert got is None or ((low is None or got >= low) and (high is None or got <= high))

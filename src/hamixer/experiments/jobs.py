@@ -145,7 +145,9 @@ class _Pool:
         self.plan_size = plan_size or len(self.jobs)
         self.terminal = sys.stderr.isatty()  # bars redrawn in place; else one line an epoch
         self.gpus = _cuda_devices(self.jobs)
-        cores = os.cpu_count() or 1
+        from ..device import usable_cores
+
+        cores = usable_cores()  # never more threads than this process may run on
         self.threads = max(1, cores // n_jobs)
         self.summaries: list[dict[str, Any] | None] = [None] * len(self.jobs)
         self.failed: list[str] = []  # user errors (exit 2)
