@@ -217,3 +217,16 @@ def test_progress_to_a_file_is_one_line_per_epoch(tmp_path, capsys):
     assert [x.split(" (")[0] for x in lines] == ["[5/24] m seed 0: epoch 1/10, test 80.00%",
                                                  "[5/24] m seed 0: epoch 2/10, test 81.50%"]
     assert "\r" not in "".join(lines) and "\x1b" not in "".join(lines)
+
+
+def test_workers_share_the_cores_this_process_may_use(monkeypatch):
+    """A process given 2 of 8 cores (a container's share, ``taskset``) splits those 2, not
+    the machine's 8, between its workers."""
+    from hamixer.experiments.jobs import Job, _Pool
+    from hamixer.train.config import TrainConfig
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {2, 5}, raising=False)
+    jobs = [Job(f"j{k}", TrainConfig(out=f"unused{k}", device="cpu")) for k in range(2)]
+    assert _Pool(jobs, 2, print, progress=False).threads == 1
+    assert _Pool(jobs[:1], 1, print, progress=False).threads == 2

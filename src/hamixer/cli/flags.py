@@ -148,11 +148,26 @@ def resume_from(path: str, out: str | None) -> dict[str, Any]:
     from pathlib import Path
 
     run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
-    if not (run_dir / "last.json").is_file() and not (run_dir / "best.json").is_file():
-        raise ConfigError(f"--resume {path}: no checkpoint there (last.json)")
+    check_resumable(run_dir, f"--resume {path}")
     if out is not None and Path(out).resolve() != run_dir.resolve():
         raise ConfigError(f"--resume {path} is a run in {run_dir}, not in --out {out}")
     return {"out": str(run_dir), "resume": True}
+
+
+def check_resumable(run_dir: Any, flag: str = "--resume") -> None:
+    """Refuse to resume a folder without the checkpoint where training stopped
+    (``last.json``): a mistyped or emptied folder would start over and overwrite the run."""
+    from pathlib import Path
+
+    run_dir = Path(run_dir)
+    if (run_dir / "last.json").is_file():
+        return
+    if not run_dir.is_dir():
+        raise ConfigError(f"{flag}: no checkpoint there ({run_dir} does not exist)")
+    found = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))
+    held = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
+    raise ConfigError(f"{flag}: no checkpoint there (no last.json in {run_dir}, which holds "
+                      f"{held or 'nothing'}); resuming would start the run over")
 
 
 def resolve_model_name(name: str, dataset: str) -> str:
@@ -172,12 +187,17 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) 
     cfg = base or TrainConfig()
     given = vars(args)
     dataset = given.get("dataset", cfg.dataset)
+    chosen: set[str] = set()  # the settings the user gave (not the shipped recipe's)
     if args.config:
-        cfg = merge(cfg, load_yaml(args.config), args.config)
+        settings = load_yaml(args.config)
+        chosen |= set(settings)
+        cfg = merge(cfg, settings, args.config)
     elif (CONFIG_DIR / f"{dataset}.yaml").is_file():
         cfg = merge(cfg, load_yaml(CONFIG_DIR / f"{dataset}.yaml"), f"{dataset}.yaml")
     if args.set_values:
-        cfg = merge(cfg, parse_kv(args.set_values), "--set")
+        settings = parse_kv(args.set_values)
+        chosen |= set(settings)
+        cfg = merge(cfg, settings, "--set")
     flags: dict[str, Any] = {}
     for key in ("model", "dataset", "data_dir", "download", "epochs", "batch_size", "device",
                 "amp", "compile", "compile_mode", "tf32", "channels_last", "seed", "quiet",
@@ -202,5 +222,14 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) 
     if isinstance(resume, str):  # timm's --resume PATH: a checkpoint or its run directory
         flags.update(resume_from(resume, given.get("out")))
     cfg = merge(cfg, flags, "command line")
+    chosen |= set(flags)
+    if "warmup_epochs" in {k.replace("-", "_") for k in chosen} and \
+            cfg.warmup_epochs > cfg.epochs:
+        epochs = f"{cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}"
+        raise ConfigError(f"warmup_epochs {cfg.warmup_epochs:g} is longer than the run "
+                          f"({epochs}): the learning rate would never reach its peak; shorten "
+                          "the warm-up or train longer")
+    if resume is True and cfg.out:  # the plain flag: continue the run in --out
+        check_resumable(cfg.out)
     cfg = merge(cfg, {"model": resolve_model_name(cfg.model, cfg.dataset)}, "model")
     return cfg.validate()

@@ -104,8 +104,10 @@ def run(args: argparse.Namespace) -> int:
         save_memory,
         train_memory,
     )
+    from ..runs import refuse_existing_run
 
     epochs = _check(args)
+    refuse_existing_run(args.out)
     device = select_device(args.device)
     torch.manual_seed(args.seed)
 

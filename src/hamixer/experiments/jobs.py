@@ -43,6 +43,13 @@ POLL_SECONDS = 1.0
 ORPHAN_CHECK_SECONDS = 2.0
 
 
+class WorkerCrashed(HamixerError):
+    """Runs of a plan that ended in a traceback: reported in one line, but as a crash (exit
+    status 1), never as the user's error."""
+
+    exit_code = 1
+
+
 @dataclass(frozen=True)
 class Job:
     """One training of a plan: ``label`` names it in logs and tables."""
@@ -74,6 +81,7 @@ def run_jobs(jobs: Sequence[Job], n_jobs: int = 1, log: Callable[[str], None] = 
     for k, summary in done.items():
         log(_result_line(k + 1, len(jobs), jobs[k].label, summary) + "  (finished run, read)")
     todo = [k for k in range(len(jobs)) if k not in done]
+    check_plan_data([jobs[k].cfg for k in todo])
     if launcher is not None and todo:
         ran = launcher.run([jobs[k] for k in todo], [k + 1 for k in todo], len(jobs), log)
         if ran is None:
@@ -86,6 +94,21 @@ def run_jobs(jobs: Sequence[Job], n_jobs: int = 1, log: Callable[[str], None] = 
                         numbers=[k + 1 for k in todo], plan_size=len(jobs)).run()
         trained = dict(zip(todo, trained, strict=True))
     return [done[k] if k in done else trained[k] for k in range(len(jobs))]
+
+
+def check_plan_data(cfgs: Sequence[TrainConfig]) -> None:
+    """Check that the data fits each run of a plan (:func:`hamixer.train.setup.check_data`)
+    before any run directory exists: a bad data set is one line, not a failure per run. Runs
+    that read the same data with the same head are checked once."""
+    from ..train.setup import check_data
+
+    seen = set()
+    for cfg in cfgs:
+        key = (cfg.dataset, cfg.data_dir, cfg.img_size, json.dumps(cfg.model_kwargs,
+                                                                   sort_keys=True, default=str))
+        if key not in seen:
+            seen.add(key)
+            check_data(cfg)
 
 
 def finished_summary(cfg: TrainConfig) -> dict[str, Any] | None:
@@ -147,10 +170,13 @@ class _Pool:
         self.plan_size = plan_size or len(self.jobs)
         self.terminal = sys.stderr.isatty()  # bars redrawn in place; else one line an epoch
         self.gpus = _cuda_devices(self.jobs)
-        cores = os.cpu_count() or 1
+        from ..device import usable_cores
+
+        cores = usable_cores()  # never more threads than this process may run on
         self.threads = max(1, cores // n_jobs)
         self.summaries: list[dict[str, Any] | None] = [None] * len(self.jobs)
-        self.failed: list[str] = []
+        self.failed: list[str] = []  # user errors (exit 2)
+        self.crashed: list[str] = []  # anything else: a traceback in job.log
         self.running: dict[int, tuple[int, subprocess.Popen, Any]] = {}  # slot → (job, p, bar)
 
     def run(self) -> list[dict[str, Any]]:
@@ -174,6 +200,10 @@ class _Pool:
             name = signal.Signals(stop.signum).name
             raise Interrupted(f"stopped by {name}; every unfinished run saved its state; the "
                               "same command continues them", stop.signum)
+        if self.crashed:  # a bug, not the user's input: not exit status 2
+            raise WorkerCrashed(f"{len(self.crashed)} of {len(self.jobs)} runs crashed (a "
+                                "bug; the traceback is in each job.log): "
+                                + "; ".join(self.crashed + self.failed))
         if self.failed:
             raise HamixerError(f"{len(self.failed)} of {len(self.jobs)} runs failed: "
                                + "; ".join(self.failed))
@@ -238,8 +268,10 @@ class _Pool:
                 tqdm.write(_result_line(self.numbers[index], self.plan_size, job.label,
                                         summary))
             else:
-                self.failed.append(f"{job.label} (exit {rc}; see {job.cfg.out}/job.log: "
-                                   f"{_last_line(Path(job.cfg.out or '') / 'job.log')})")
+                # exit 2: the worker's one-line user error; anything else is a crash
+                (self.failed if rc == 2 else self.crashed).append(
+                    f"{job.label} (exit {rc}; see {job.cfg.out}/job.log: "
+                    f"{_last_line(Path(job.cfg.out or '') / 'job.log')})")
                 tqdm.write(f"{self._place(index)} {job.label}: failed, exit {rc}")
 
     def _stop_all(self) -> None:

@@ -29,8 +29,22 @@ def _resolve(kind: str | type, table: dict[str, type], what: str) -> type:
     return kind
 
 
+#: The least value of each size argument of :class:`HamMixer`.
+_LEAST = {"num_blocks": 1, "embed_dim": 1, "patch_size": 1, "img_size": 1, "in_chans": 1,
+          "num_classes": 0}
+
+
 def _check_args(a: dict[str, Any]) -> None:
     """Refuse impossible constructor arguments of :class:`HamMixer` (``a``: all of them)."""
+    for key, least in _LEAST.items():
+        if a[key] < least:
+            raise ConfigError(f"{key} must be >= {least}, got {a[key]}")
+    for key in ("drop_rate", "proj_drop_rate", "drop_path_rate"):
+        if not 0 <= a[key] < 1:
+            raise ConfigError(f"{key} must be in [0, 1), got {a[key]}")
+    ratios = a["mlp_ratio"] if isinstance(a["mlp_ratio"], Sequence) else [a["mlp_ratio"]]
+    if not all(r > 0 for r in ratios):
+        raise ConfigError(f"mlp_ratio must be > 0, got {a['mlp_ratio']}")
     checks = [
         (a["n_iter"] >= 1, f"n_iter must be >= 1, got {a['n_iter']}"),
         (a["asym_lambda"] >= 0, f"asym_lambda must be >= 0, got {a['asym_lambda']}"),
