@@ -22,6 +22,7 @@ A unit takes the sign that lowers E with the others held: ``σ_i ← sign(h_i)``
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -80,6 +81,12 @@ class Retrieval:
 class DenseAssociativeMemory(nn.Module):
     """Binary dense associative memory with stored ``patterns`` ``[P, N]`` (±1) and memory
     Lagrangian ``lagrangian`` (default: the classical Hopfield network, ``F = x²/2``)."""
+
+    # buffers and the submodule, typed for the checker (nn.Module's attributes are untyped)
+    patterns: Tensor
+    _positive: Tensor
+    _negative: Tensor
+    lagrangian: Lagrangian
 
     def __init__(self, patterns: Tensor, lagrangian: Lagrangian | None = None) -> None:
         super().__init__()
@@ -147,7 +154,7 @@ class DenseAssociativeMemory(nn.Module):
             return rises + falls
 
         if self._softmax:
-            beta = self.lagrangian.beta
+            beta = cast(SoftmaxLagrangian, self.lagrangian).beta
             top = h.max(dim=-1, keepdim=True).values + 1  # exponents stay within ±β of 0
             total = torch.exp(beta * (h - top)).sum(-1, keepdim=True)
             flipped = moved(torch.exp(beta * (h + 2 - top)), torch.exp(beta * (h - 2 - top)))

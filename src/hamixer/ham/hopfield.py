@@ -141,7 +141,7 @@ class Hopfield(nn.Module):
         self.input_size, self.hidden_size, self.num_heads = input_size, hidden_size, num_heads
         self.scaling, self.lagrangian = scaling, lagrangian
         self.update_steps_max, self.update_steps_eps = update_steps_max, float(update_steps_eps)
-        if hidden_size is None:
+        if hidden_size is None or input_size is None:  # (input_size is given: checked above)
             self.query = self.key = self.value = self.out = None
         else:
             width = hidden_size * num_heads
@@ -236,7 +236,7 @@ class HopfieldLayer(Hopfield):
         self.target_weights = None if not lookup_weights_as_separated else nn.Parameter(
             torch.randn(1, quantity, input_size) * 0.02, requires_grad=lookup_targets_as_trainable)
 
-    def _lookup(self, input: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _lookup(self, input: Tensor | tuple[Tensor, ...]) -> tuple[Tensor, Tensor, Tensor]:
         if not isinstance(input, Tensor):
             raise ValueError("a HopfieldLayer takes one tensor of state patterns [B, S, d]")
         batch = input.shape[0]
