@@ -263,10 +263,10 @@ def test_state_dict_round_trip_reproduces_eval_outputs():
         assert torch.equal(a(x), b(x))
 
 
-def test_n_iter_is_a_deprecated_name_of_fixed_point_iters():
-    with pytest.warns(DeprecationWarning, match="fixed_point_iters"):
-        model = create_model("imixer_n2_8", n_iter=3)
-    mlp = model.blocks[0].token_mlp
-    assert mlp.fixed_point_iters == 3 and model.n_iter == 1  # blocks are not repeated
-    with pytest.warns(DeprecationWarning):
-        assert mlp.n_iter == 3
+def test_n_iter_repeats_blocks_not_fixed_point_steps():
+    model = create_model("imixer_n2_8", n_iter=3)
+    assert model.n_iter == 3
+    assert all(b.token_mlp.fixed_point_iters == 4 for b in model.blocks)
+    assert not hasattr(model.blocks[0].token_mlp, "n_iter")
+    with pytest.raises(TypeError):
+        InvertibleMLP(6, 8, n_iter=2)

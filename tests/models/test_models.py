@@ -199,6 +199,39 @@ def test_n_iter_shares_weights_and_repeats_blocks():
         assert not torch.allclose(three.forward_features(x), one.forward_features(x))
 
 
+def _count_calls(modules: list[nn.Module]) -> tuple[list[int], list]:
+    counts = [0] * len(modules)
+
+    def hook(i):
+        def count(*_):
+            counts[i] += 1
+        return count
+
+    return counts, [m.register_forward_hook(hook(i)) for i, m in enumerate(modules)]
+
+
+@pytest.mark.parametrize("name", ["imixer_n2_8", "symmixer_n2_8"])
+@pytest.mark.parametrize("n_iter", [1, 3])
+def test_n_iter_counts_block_applications_in_every_family(name, n_iter):
+    """``n_iter`` repeats every block (iMixer's fixed-point count is its own argument)."""
+    model = create_model(name, n_iter=n_iter).eval()
+    token_mlps = [blk.token_mlp for blk in model.blocks]
+    counts, handles = _count_calls(list(model.blocks))
+    mlp_counts, mlp_handles = _count_calls(token_mlps)
+    inner = [getattr(m, "f", None) for m in token_mlps]
+    f_counts, f_handles = _count_calls([m for m in inner if m is not None])
+    with torch.no_grad():
+        model(_input(model, 2))
+    for h in (*handles, *mlp_handles, *f_handles):
+        h.remove()
+    assert model.n_iter == n_iter
+    assert counts == [n_iter] * len(model.blocks)
+    assert mlp_counts == [n_iter] * len(model.blocks)
+    if name.startswith("imixer"):  # F applied fixed_point_iters (4) times per block call
+        assert all(m.fixed_point_iters == 4 for m in token_mlps)
+        assert f_counts == [4 * n_iter] * len(model.blocks)
+
+
 # ------------------------------------------------------------------- timm parity
 @pytest.mark.parametrize("timm_name", ["mixer_s16_224", "mixer_s32_224"])
 def test_mlpmixer_reproduces_timm_mixer(timm_name):

@@ -22,7 +22,6 @@ mixing an ordinary MLP), which is what the iMixer paper modifies.
 from __future__ import annotations
 
 import math
-import warnings
 from functools import partial
 from typing import Any
 
@@ -89,9 +88,8 @@ class InvertibleMLP(LinearPairWeights, MixingMLP):
         bias: biases in fc1, fc2 and F.
         act_layer: activation after the solve (F itself always uses GELU, as specified).
         drop: dropout after the activation and after fc2.
-        fixed_point_iters: iterations of ``y ← u + F(y)``.
-        n_iter: deprecated name of ``fixed_point_iters`` (in the rest of the package
-            ``n_iter`` counts block repetitions).
+        fixed_point_iters: iterations of ``y ← u + F(y)`` (not ``n_iter``, which counts
+            the backbone's block repetitions, as in every family).
         n_power: power iterations per training forward in each spectral normalisation.
         h_ratio: hidden size of F as a multiple of ``hidden_features``.
         coeff: bound on the spectral norm of ``W_a`` and ``W_b``.
@@ -109,10 +107,8 @@ class InvertibleMLP(LinearPairWeights, MixingMLP):
         n_power: int = 8,
         h_ratio: float = 1.0,
         coeff: float = 0.9,
-        n_iter: int | None = None,
     ) -> None:
         super().__init__(in_features, hidden_features, axis, act_layer, drop)
-        fixed_point_iters = _renamed_n_iter(n_iter, fixed_point_iters)
         if fixed_point_iters < 1:
             raise ConfigError(f"fixed_point_iters must be >= 1, got {fixed_point_iters}")
         if not 0.0 < coeff < 1.0:
@@ -153,32 +149,11 @@ class InvertibleMLP(LinearPairWeights, MixingMLP):
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, fixed_point_iters={self.fixed_point_iters}"
 
-    @property
-    def n_iter(self) -> int:
-        """Deprecated name of :attr:`fixed_point_iters`."""
-        warnings.warn("InvertibleMLP.n_iter is now fixed_point_iters", DeprecationWarning,
-                      stacklevel=2)
-        return self.fixed_point_iters
-
-
-def _renamed_n_iter(n_iter: int | None, fixed_point_iters: int) -> int:
-    """``n_iter`` was the iMixer's name for its fixed-point iterations until the package
-    used ``n_iter`` for block repetitions only; it still works, with a warning."""
-    if n_iter is None:
-        return fixed_point_iters
-    warnings.warn("the iMixer's n_iter is now called fixed_point_iters; n_iter will be "
-                  "removed in the next release", DeprecationWarning, stacklevel=3)
-    return n_iter
-
 
 def build_imixer(fixed_point_iters: int = 4, n_power: int = 8, h_ratio: float = 1.0,
-                 coeff: float = 0.9, n_iter: int | None = None, **kwargs: Any) -> HamMixer:
-    """A HamMixer whose token MLP is :class:`InvertibleMLP`.
-
-    ``n_iter`` is accepted for one release as the old name of ``fixed_point_iters`` (with a
-    DeprecationWarning); the backbone's block repetition stays 1 for this family.
-    """
-    fixed_point_iters = _renamed_n_iter(n_iter, fixed_point_iters)
+                 coeff: float = 0.9, **kwargs: Any) -> HamMixer:
+    """A HamMixer whose token MLP is :class:`InvertibleMLP`; ``kwargs`` go to the backbone
+    (``n_iter`` among them: each block applied n times, as in every family)."""
     if "token_mlp" in kwargs:
         raise ConfigError("the imixer family fixes token_mlp to InvertibleMLP")
     token_mlp = partial(InvertibleMLP, fixed_point_iters=fixed_point_iters, n_power=n_power,

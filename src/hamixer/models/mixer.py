@@ -13,6 +13,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError
 from .blocks import BLOCK_TYPES, ParallelMixerBlock, _MixerBlockBase
+from .features import Indices, feature_indices
 from .mlp import MLP_TYPES, AsymmetricMLP, MixingMLP
 from .norm import make_norm
 from .symmetric_init import tie_symmetric
@@ -168,6 +169,9 @@ class HamMixer(nn.Module):
                       drop=proj_drop_rate, drop_path=dpr[i])
             for i in range(num_blocks)
         ])
+        # timm's description of what forward_intermediates returns, one entry per block
+        self.feature_info = [dict(module=f"blocks.{i}", num_chs=embed_dim,
+                                  reduction=self.stem.feat_ratio()) for i in range(num_blocks)]
         self.norm = make_norm(final_norm or norm, seq_len, embed_dim, "elementwise")
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
@@ -234,7 +238,8 @@ class HamMixer(nn.Module):
     # ------------------------------------------------------------------- timm API
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
-        return dict(stem=r"^stem", blocks=r"^blocks\.(\d+)")
+        # the final norm belongs to the last group, as in timm's Mixers (layer-wise decay)
+        return dict(stem=r"^stem", blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (99999,))])
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -262,14 +267,77 @@ class HamMixer(nn.Module):
         return {name for name, _ in self.named_parameters() if name.endswith(".breaking")}
 
     # -------------------------------------------------------------------- forward
+    def iterate_block(self, blk: nn.Module, x: Tensor) -> Tensor:
+        """``blk`` applied ``n_iter`` times with its one set of weights."""
+        for _ in range(self.n_iter):
+            if self.grad_checkpointing and self.training and not torch.jit.is_scripting():
+                x = checkpoint(blk, x, use_reentrant=False)
+            else:
+                x = blk(x)
+        return x
+
     def forward_blocks(self, x: Tensor) -> Tensor:
         for blk in self.blocks:
-            for _ in range(self.n_iter):
-                if self.grad_checkpointing and self.training and not torch.jit.is_scripting():
-                    x = checkpoint(blk, x, use_reentrant=False)
-                else:
-                    x = blk(x)
+            x = self.iterate_block(blk, x)
         return x
+
+    def forward_intermediates(
+        self,
+        x: Tensor,
+        indices: Indices | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
+        """The outputs of the blocks at ``indices``, with timm's signature and meaning.
+
+        An intermediate is a block's output after its last (``n_iter``-th) application.
+
+        Args:
+            x: images ``[B, in_chans, H, W]``.
+            indices: the last n blocks (an int), the blocks at these positions (negative
+                from the end), or every block (``None``).
+            norm: pass each intermediate through the final norm.
+            stop_early: run no block after the last one asked for.
+            output_fmt: ``"NCHW"`` (``[B, C, H/p, W/p]`` feature maps) or ``"NLC"``
+                (``[B, S, C]`` tokens).
+            intermediates_only: return the intermediates alone.
+
+        Returns:
+            The intermediates in block order, or ``(final features, intermediates)``, the final
+            features being the final norm of the last block run.
+        """
+        if output_fmt not in ("NCHW", "NLC"):
+            raise ConfigError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}")
+        take, last = feature_indices(len(self.blocks), indices)
+        batch, _, height, width = x.shape
+        x = self.embed(x)
+        blocks = self.blocks[:last + 1] if stop_early else self.blocks
+        intermediates = []
+        for i, blk in enumerate(blocks):
+            x = self.iterate_block(blk, x)
+            if i in take:
+                intermediates.append(self.norm(x) if norm else x)
+        if output_fmt == "NCHW":
+            h, w = self.stem.dynamic_feat_size((height, width))
+            intermediates = [y.reshape(batch, h, w, -1).permute(0, 3, 1, 2).contiguous()
+                             for y in intermediates]
+        if intermediates_only:
+            return intermediates
+        return self.norm(x), intermediates
+
+    def prune_intermediate_layers(self, indices: Indices = 1, prune_norm: bool = False,
+                                  prune_head: bool = True) -> list[int]:
+        """Drop the blocks after the last of ``indices`` (and the final norm, the head);
+        return the absolute block positions ``indices`` stands for."""
+        take, last = feature_indices(len(self.blocks), indices)
+        self.blocks = self.blocks[:last + 1]
+        if prune_norm:
+            self.norm = nn.Identity()
+        if prune_head:
+            self.reset_classifier(0, "")
+        return take
 
     def embed(self, x: Tensor) -> Tensor:
         """Patch embedding ``[B, in_chans, H, W] → [B, S, C]``, contiguous.

@@ -28,6 +28,7 @@ from torch import nn
 from ..errors import ConfigError, closest
 from ..io import as_read_back
 from .arguments import check_argument
+from .features import DEFAULT_OUT_INDICES, FEATURE_ARGS, as_features
 from .former import HamFormer
 from .mixer import HamMixer
 from .symmetric_init import tie_symmetric
@@ -272,6 +273,7 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Modul
     if model_source(name) == "timm":
         model = _create_from_timm(name, pretrained, **kwargs)
         return model.to(device=device, dtype=dtype) if device or dtype else model
+    features = {k: kwargs.pop(k) for k in FEATURE_ARGS if k in kwargs}
     args = model_args(name, **kwargs)
     if pretrained:
         raise ConfigError(f"no pretrained weights exist for {name!r}: hamixer models are "
@@ -285,7 +287,24 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Modul
     model.model_args = {k: v for k, v in args.items() if k in kwargs}
     if device is not None or dtype is not None:
         model.to(device=device, dtype=dtype)
+    if features.pop("features_only", False):
+        return _feature_model(model, name, cfg, **features)
+    if features:
+        raise ConfigError(f"{', '.join(features)} needs features_only=True")
     return model
+
+
+def _feature_model(model: nn.Module, name: str, cfg: dict[str, Any],
+                   out_indices: Any = DEFAULT_OUT_INDICES, feature_cls: Any = "getter"
+                   ) -> nn.Module:
+    """``features_only=True``: ``model`` in timm's feature wrapper (see :func:`as_features`)."""
+    if not hasattr(model, "forward_intermediates"):
+        raise ConfigError(f"{name} has no forward_intermediates: features_only=True is not "
+                          "available for it")
+    out_indices = check_argument(name, "out_indices", out_indices, int | list[int])
+    wrapped = as_features(model, name, cfg, out_indices=out_indices, feature_cls=feature_cls)
+    wrapped.model_name, wrapped.model_args = name, model.model_args
+    return wrapped
 
 
 def _create_from_timm(name: str, pretrained: bool, **kwargs: Any) -> nn.Module:
