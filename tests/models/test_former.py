@@ -227,3 +227,17 @@ def test_the_iterated_energy_of_each_symformer_application():
         iterated_energies(para, torch.randn(2, 1, 8, 8, dtype=torch.float64))
     assert len(iterated_energies(para, torch.randn(2, 1, 8, 8, dtype=torch.float64),
                                  pseudo=True)) == 2
+
+
+def test_timm_feature_api_of_the_transformers():
+    torch.manual_seed(0)
+    model = create_model("symformer_n2_8").double().eval()  # 4 blocks of 64, 16 tokens
+    x = torch.randn(2, 1, 8, 8, dtype=torch.float64)
+    final, maps = model.forward_intermediates(x, indices=[0, -1])
+    assert [m.shape for m in maps] == [(2, 64, 4, 4)] * 2
+    torch.testing.assert_close(final, model.forward_features(x))
+    tokens = model.forward_intermediates(x, indices=1, output_fmt="NLC", intermediates_only=True)
+    torch.testing.assert_close(tokens[0], model.forward_blocks(model.embed(x)))
+    features = timm.create_model("asymformer_n2_8", features_only=True, out_indices=(1, 3))
+    assert [f.shape for f in features(torch.randn(2, 1, 8, 8))] == [(2, 64, 4, 4)] * 2
+    assert model.group_matcher()["blocks"][-1] == (r"^norm", (99999,))

@@ -19,10 +19,10 @@ from typing import Any
 import torch
 from timm.layers import DropPath, PatchEmbed, lecun_normal_, trunc_normal_
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError
 from .attention import ATTENTION_TYPES, AsymmetricAttention
+from .backbone import PatchBackbone
 from .former_energy import former_block_energy
 from .mlp import MLP_TYPES, AsymmetricMLP, MixingMLP
 from .norm import make_norm
@@ -87,7 +87,7 @@ def _resolve(kind: str, table: dict[str, type], what: str) -> type:
     return table[kind]
 
 
-class HamFormer(nn.Module):
+class HamFormer(PatchBackbone):
     """A Transformer of parallel blocks whose attention and MLP types are swappable.
 
     Args:
@@ -175,6 +175,9 @@ class HamFormer(nn.Module):
                                 drop_path=dpr[i])
             for i in range(num_blocks)
         ])
+        # timm's description of what forward_intermediates returns, one entry per block
+        self.feature_info = [dict(module=f"blocks.{i}", num_chs=embed_dim,
+                                  reduction=self.stem.feat_ratio()) for i in range(num_blocks)]
         self.norm = make_norm(norm, self.seq_len, embed_dim, "elementwise")
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
@@ -238,25 +241,9 @@ class HamFormer(nn.Module):
     # ------------------------------------------------------------------- timm API
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
-        return dict(stem=r"^stem|^pos_embed", blocks=r"^blocks\.(\d+)")
-
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        self.num_classes = num_classes
-        if global_pool is not None:
-            if global_pool not in ("avg", ""):
-                raise ConfigError(f"global_pool must be 'avg' or '', got {global_pool!r}")
-            self.global_pool = global_pool
-        device = self.pos_embed.device
-        self.head = (nn.Linear(self.embed_dim, num_classes, device=device)
-                     if num_classes > 0 else nn.Identity())
+        # the final norm belongs to the last group, as in timm's models (layer-wise decay)
+        return dict(stem=r"^stem|^pos_embed",
+                    blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (99999,))])
 
     def _breaking_names(self) -> set[str]:
         return {name for name, _ in self.named_parameters() if name.endswith("breaking")}
@@ -272,37 +259,7 @@ class HamFormer(nn.Module):
         """Patches ``[B, in_chans, H, W] → [B, N, D]`` plus the position embedding."""
         return self.stem(x) + self.pos_embed
 
-    def forward_blocks(self, x: Tensor) -> Tensor:
-        for blk in self.blocks:
-            for _ in range(self.n_iter):
-                if self.grad_checkpointing and self.training and not torch.jit.is_scripting():
-                    x = checkpoint(blk, x, use_reentrant=False)
-                else:
-                    x = blk(x)
-        return x
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        return self.norm(self.forward_blocks(self.embed(x)))
-
-    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        if self.global_pool == "avg":
-            x = x.mean(dim=1)
-        x = self.head_drop(x)
-        return x if pre_logits else self.head(x)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
-
     # ----------------------------------------------------------------- the family
-    def aux_loss(self) -> Tensor:
-        """λ·Σ_blocks Σ‖breaking‖²; a zero tensor for models without breaking matrices."""
-        total = self.pos_embed.new_zeros(())
-        if self.asym_lambda == 0.0:
-            return total
-        for blk in self.blocks:
-            total = total + blk.penalty()
-        return self.asym_lambda * total
-
     @property
     def parallel(self) -> bool:
         return True
