@@ -542,3 +542,21 @@ def test_fuzz_numeric_flags_are_in_range_or_refused(data, flag):
     assert got is None or math.isfinite(got)
     low, high, _, _ = RANGES.get(field, (None, None, True, True))
     assert got is None or ((low is None or got >= low) and (high is None or got <= high))
+
+
+def test_ctrl_c_while_the_command_line_starts_is_one_line(monkeypatch, capsys):
+    import importlib
+
+    cli_main = importlib.import_module("hamixer.cli.main")  # the module (the package's main is
+                                                           # its function)
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_main, "build_parser", interrupted)
+    monkeypatch.delenv("HAMIXER_DEBUG", raising=False)
+    assert cli_main.main(["train", "--help"]) == 130
+    assert capsys.readouterr().err == "hamixer: stopped (interrupted)\n"
+    monkeypatch.setenv("HAMIXER_DEBUG", "1")
+    with pytest.raises(KeyboardInterrupt):
+        cli_main.main(["train"])
