@@ -156,4 +156,8 @@ class TrainCommand(SubmittedTraining):
         from . import train as command
 
         set_command_line(self.argv)  # command.txt: what the user typed
-        return command.run(argparse.Namespace(**{**self.args, "launcher": None}))
+        args = {**self.args, "launcher": None}
+        if args.get("resume") is True:  # the first attempt starts, every later one resumes
+            out = args.get("out")
+            args["resume"] = bool(out) and (Path(out) / "last.json").is_file()
+        return command.run(argparse.Namespace(**args))
