@@ -19,6 +19,7 @@ Progress comes from ``squeue`` and from the run directories, not from Slurm's ac
 
 from __future__ import annotations
 
+import abc
 import json
 import os
 import re
@@ -151,15 +152,16 @@ def cluster_partitions() -> list[str]:
 
 
 # ----------------------------------------------------------------- what a task runs
-class SubmittedTraining:
+class SubmittedTraining(abc.ABC):
     """A training as a submitit task: every attempt resumes from the run directory.
 
     ``USR2`` (the time-out warning) is turned into the trainer's own stop: the task saves at
     the next step, then submitit's handler calls :meth:`checkpoint` and requeues the job.
     Subclasses define :meth:`train`."""
 
+    @abc.abstractmethod
     def train(self) -> Any:
-        raise NotImplementedError
+        """Run the training (each subclass its own way: one command, one run of a plan)."""
 
     def __call__(self) -> Any:
         from ..train.loop import StopRequest
