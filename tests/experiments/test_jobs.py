@@ -82,6 +82,19 @@ def test_finished_runs_tabulate_from_their_records_alone(tmp_path, capsys):
     assert "was trained with label_smoothing=0.1" in capsys.readouterr().err
 
 
+def test_a_tied_model_of_a_symmetric_start_comparison_is_read_back(tmp_path, capsys):
+    # --init symmetric applies to the free models only: SymMixer trains (and records its
+    # config) without it, and a finished comparison is re-tabulated, not refused
+    args = ["compare", "--models", "paramixer,symmixer", "--init", "symmetric", "--seeds", "0",
+            "--epochs", "1", "--out", str(tmp_path / "cmp"), *TINY]
+    assert main(args) == 0
+    table = (tmp_path / "cmp" / "results.md").read_text()
+    capsys.readouterr()
+    assert main(args) == 0
+    assert capsys.readouterr().out.count("(finished run, read)") == 2
+    assert (tmp_path / "cmp" / "results.md").read_text() == table
+
+
 def test_arguments_at_their_defaults_name_the_same_run(tmp_path, capsys):
     # the n_iter study's n_iter = 1 is the model as registered: its run is that of a
     # comparison without n_iter, and is read, not trained again; another n_iter is refused

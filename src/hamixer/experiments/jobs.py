@@ -121,7 +121,9 @@ def finished_summary(cfg: TrainConfig) -> dict[str, Any] | None:
     from ..runs import read_summary
     from ..train.config import load_yaml
     from ..train.run import check_same_config
+    from .training import as_trained
 
+    cfg = as_trained(cfg)  # what the run was trained with, e.g. a tied model without --init
     summary = read_summary(cfg.out or "")
     config_path = Path(cfg.out or "") / "config.yaml"
     if summary is None or summary.get("epochs") != cfg.epochs or not config_path.is_file():
