@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from .compare import add_jobs_argument, check_jobs, finish
+from .flags import add_jobs_argument, check_jobs, finish, parse_seeds
 
 NAME = "sweep"
 HELP = ("train AsymMixer (or AsymFormer) at each λ plus its tied and free references (same "
@@ -87,15 +87,14 @@ def run(args: argparse.Namespace) -> int:
     from ..models.mixer import BREAKING_INITS
     from ..provenance import command_line
     from ._launcher import plan_launcher
-    from .compare import _seeds
     from .flags import config_from_args
 
     family = SWEEP_FAMILIES[args.family]
     lambdas = _lambdas(args.lambdas)
-    seeds = _seeds(args.seeds)
+    seeds = parse_seeds(args.seeds)
     plan = SweepPlan(
         lambdas=lambdas, seeds=seeds,
-        mid_seeds=_seeds(args.mid_seeds) if args.mid_seeds is not None else None,
+        mid_seeds=parse_seeds(args.mid_seeds) if args.mid_seeds is not None else None,
         breaking_inits=_choices(args.breaking_inits, BREAKING_INITS, "--breaking-inits"),
         mid_breaking_inits=(None if args.mid_breaking_inits is None else _choices(
             args.mid_breaking_inits, BREAKING_INITS, "--mid-breaking-inits")),
