@@ -3,7 +3,7 @@
 A run directory holds ``config.yaml``, ``metrics.jsonl`` (one JSON row per finished epoch,
 ``epoch`` counted from 1), ``summary.json`` (once the run ends), checkpoints and, for the
 commands that record it, ``command.txt`` and ``iterated_energy.json`` (the energy after each
-application of each block, :mod:`hamixer.experiments.iterations`).
+application of each block, :mod:`hamixer.measures.iterated_energy`).
 """
 
 from __future__ import annotations

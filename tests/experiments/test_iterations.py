@@ -7,7 +7,7 @@ import torch
 
 from hamixer.cli import main
 from hamixer.errors import ConfigError
-from hamixer.experiments.iterations import descent_summary, iterated_energies
+from hamixer.measures.iterated_energy import descent_summary, iterated_energies
 from hamixer.models import create_model
 
 

@@ -4,19 +4,21 @@ import pytest
 import torch
 
 from hamixer.experiments.symmetry import (
-    attention_reference,
     attention_rows_from_flat,
-    attention_weight_symmetry,
-    bilinear_shares,
     flat_symmetry,
     format_attention_table,
     format_symmetry_table,
-    mlp_symmetry,
-    model_attention_symmetry,
-    model_symmetry,
     plot_model_symmetry_blocks,
     rows_from_flat,
     symmetry_hook,
+)
+from hamixer.measures.symmetry import (
+    attention_reference,
+    attention_weight_symmetry,
+    bilinear_shares,
+    mlp_symmetry,
+    model_attention_symmetry,
+    model_symmetry,
     symmetry_report,
     weight_symmetry,
 )

@@ -6,12 +6,8 @@ import pytest
 import torch
 
 from hamixer.errors import HamixerError
-from hamixer.experiments.weight_updates import (
-    format_update_table,
-    model_weight_updates,
-    rebuild_initial_model,
-    weight_update,
-)
+from hamixer.experiments.weight_updates import format_update_table, rebuild_initial_model
+from hamixer.measures.updates import model_weight_updates, weight_update
 from hamixer.models import create_model
 
 

@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from ..errors import HamixerError
-    from ..experiments.symmetry import layer_scores_over_layers, symmetry_report
+    from ..experiments.symmetry import layer_scores_over_layers
+    from ..measures.symmetry import symmetry_report
 
     model, meta = _model_and_meta(args)
     report = symmetry_report(model, references=args.reference)
@@ -101,11 +102,8 @@ def _since_init(model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
     from pathlib import Path
 
     from ..errors import HamixerError
-    from ..experiments.weight_updates import (
-        check_rebuilt,
-        model_weight_updates,
-        rebuild_initial_model,
-    )
+    from ..experiments.weight_updates import check_rebuilt, rebuild_initial_model
+    from ..measures.updates import model_weight_updates
 
     initial = rebuild_initial_model(meta)
     rows = model_weight_updates(initial, model)

@@ -364,8 +364,8 @@ def section_training(run_dir: Path, figs: _Figures) -> str:
         parts.append(figs.add(run_dir / "symmetry-blocks.png", label,  # "" when absent
                               f"weight symmetry per block beside the untrained layers: {title}"))
     elif (run_dir / "last.json").is_file():
+        from ..measures.symmetry import model_attention_symmetry, model_symmetry
         from ..train.checkpoint import load_model
-        from .symmetry import model_attention_symmetry, model_symmetry
 
         model, meta = load_model(run_dir, prefer="last")
         parts.append(f"No symmetry measures were logged during this run; measured on its last "
@@ -382,7 +382,8 @@ def section_training(run_dir: Path, figs: _Figures) -> str:
 def _attention_tables(rows: list[dict[str, Any]]) -> str:
     """The per-head measures and, where the rows have them, Saponati et al.'s layer scores
     (runs logged before the scores existed have none)."""
-    from .symmetry import LAYER_SCORES, format_attention_table, format_layer_scores_table
+    from ..measures.symmetry import LAYER_SCORES
+    from .symmetry import format_attention_table, format_layer_scores_table
 
     parts = [format_attention_table(rows) + "\n"]
     if any(m in r for r in rows for m in LAYER_SCORES):
