@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..experiments.compare import run_compare
     from ..provenance import command_line
+    from ..runs import COMPARISON
     from ._launcher import plan_launcher
     from .flags import (
         check_jobs,
@@ -77,5 +78,5 @@ def run(args: argparse.Namespace) -> int:
                       launcher=launcher)
     if res is None:  # submitted, not waited for
         return 0
-    finish(out, res["table"], ("results.md", "results.json", "curves.png"))
+    finish(out, res["table"], ("results.md", COMPARISON, "curves.png"))
     return 0

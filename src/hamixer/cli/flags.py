@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..runs import LAST_CHECKPOINT, has_checkpoint
 from ..train.config import COMPILE_MODES, CONFIG_DIR, TrainConfig, load_yaml, merge, parse_kv
 
 # flag → (config field, type, help); every flag defaults to "not given".
@@ -159,14 +160,14 @@ def check_resumable(run_dir: Any, flag: str = "--resume") -> None:
     """Refuse to resume a folder without the checkpoint where training stopped
     (``last.json``): a mistyped or emptied folder would start over and overwrite the run."""
     run_dir = Path(run_dir)
-    if (run_dir / "last.json").is_file():
+    if has_checkpoint(run_dir, LAST_CHECKPOINT):
         return
     if not run_dir.is_dir():
         raise ConfigError(f"{flag}: no checkpoint there ({run_dir} does not exist)")
     found = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))
     held = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
-    raise ConfigError(f"{flag}: no checkpoint there (no last.json in {run_dir}, which holds "
-                      f"{held or 'nothing'}); resuming would start the run over")
+    raise ConfigError(f"{flag}: no checkpoint there (no {LAST_CHECKPOINT} in {run_dir}, which "
+                      f"holds {held or 'nothing'}); resuming would start the run over")
 
 
 def resolve_model_name(name: str, dataset: str) -> str:

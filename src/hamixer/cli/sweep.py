@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     from ..experiments.sweep import SWEEP_FAMILIES, SweepPlan, run_sweep
     from ..models.mixer import BREAKING_INITS
     from ..provenance import command_line
+    from ..runs import SWEEP
     from ._launcher import plan_launcher
     from .flags import config_from_args
 
@@ -126,5 +127,5 @@ def run(args: argparse.Namespace) -> int:
     if res is None:  # submitted, not waited for
         return 0
     ends = f"\n\n{res['ends']}" if res["ends"] else ""
-    finish(out, res["table"] + ends, ("sweep.json", "sweep.md", "sweep.png", "sweep-epochs.png"))
+    finish(out, res["table"] + ends, (SWEEP, "sweep.md", "sweep.png", "sweep-epochs.png"))
     return 0

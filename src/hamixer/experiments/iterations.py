@@ -54,10 +54,10 @@ def run_descent(run_dir: str | Path, data_dir: str | None = None,
     from ..errors import ConfigError
     from ..io import write_json
     from ..models.energy import check_energy_config
-    from ..runs import ITERATED_ENERGY, read_iterated_energy
+    from ..runs import BEST_CHECKPOINT, ITERATED_ENERGY, read_iterated_energy
     from ..train.checkpoint import load_model, read_meta
 
-    best = Path(run_dir) / "best.json"
+    best = Path(run_dir) / BEST_CHECKPOINT
     record = read_iterated_energy(run_dir)
     if not best.is_file():
         return record

@@ -25,7 +25,13 @@ from ..measures.symmetry import (
     symmetry_report,
 )
 from ..models.find_layers import find_attention, find_mlps
-from ..runs import format_measure, read_init_metrics, read_metrics
+from ..runs import (
+    SYMMETRY_BLOCKS_PLOT,
+    SYMMETRY_PLOT,
+    format_measure,
+    read_init_metrics,
+    read_metrics,
+)
 
 
 # ------------------------------------------------------------------- metrics.jsonl keys
@@ -246,7 +252,7 @@ def plot_run_symmetry(run_dir: str | os.PathLike, path: str | os.PathLike | None
     rows = read_run_symmetry(run_dir)
     if not rows:
         return None
-    path = Path(path) if path is not None else Path(run_dir) / "symmetry.png"
+    path = Path(path) if path is not None else Path(run_dir) / SYMMETRY_PLOT
     if title is None:
         title = f"weight symmetry during training: {Path(run_dir).parent.name}/{Path(run_dir).name}"
     from ..plots import plot_symmetry
@@ -264,7 +270,7 @@ def plot_run_symmetry_blocks(run_dir: str | os.PathLike, path: str | os.PathLike
     rows = read_run_symmetry(run_dir)
     if not rows:
         return None
-    path = Path(path) if path is not None else Path(run_dir) / "symmetry-blocks.png"
+    path = Path(path) if path is not None else Path(run_dir) / SYMMETRY_BLOCKS_PLOT
     if title is None:
         title = (f"weight symmetry per block, epoch {rows[-1].get('epoch', '?')}: "
                  f"{Path(run_dir).parent.name}/{Path(run_dir).name}")

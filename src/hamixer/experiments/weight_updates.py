@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from ..errors import HamixerError
 from ..measures.updates import UPDATE_MEASURES, model_weight_updates, snapshot
-from ..runs import format_measure, read_init_metrics
+from ..runs import INIT_METRICS, LAST_CHECKPOINT, format_measure, read_init_metrics
 from .symmetry import flat_symmetry
 
 UPDATE_HEADS = ("cos(ΔW2, ΔW1ᵀ)", "‖ΔW1‖/‖W1₀‖", "‖ΔW2‖/‖W2₀‖")
@@ -77,7 +77,7 @@ def check_rebuilt(initial: nn.Module, run_dir: str | Path) -> bool:
     if abs(rebuilt[worst] - logged[worst]) > REBUILD_TOLERANCE:
         raise HamixerError(f"the initial weights rebuilt from the run's seed do not match the "
                            f"run's epoch-0 measures ({worst}: {rebuilt[worst]:.6g} against "
-                           f"{logged[worst]:.6g} in {Path(run_dir) / 'init_metrics.json'})")
+                           f"{logged[worst]:.6g} in {Path(run_dir) / INIT_METRICS})")
     return True
 
 
@@ -124,8 +124,8 @@ class UpdateHook:
         try:
             if self.run_dir is None:
                 raise HamixerError("the run has no directory to rebuild its start from")
-            meta = read_meta(self.run_dir / "last.json")
-            meta["path"] = str(self.run_dir / "last.json")
+            meta = read_meta(self.run_dir / LAST_CHECKPOINT)
+            meta["path"] = str(self.run_dir / LAST_CHECKPOINT)
             initial = rebuild_initial_model(meta)
             check_rebuilt(initial, self.run_dir)
         except (HamixerError, OSError, KeyError, ValueError) as err:
