@@ -27,15 +27,16 @@ def iterated_energies(model: nn.Module, images: Tensor, pseudo: bool = False
     Raises the energy's :class:`ConfigError` for a block without one (``pseudo=True`` takes
     AsymMixer's pseudo-energy, which leaves the breaking matrix out).
     """
-    model.eval()
-    x = model.embed(images)
+    net: Any = model  # a Mixer or a Former: embed, blocks and n_iter, no common base class
+    net.eval()
+    x = net.embed(images)
     per_block = []
-    for block in model.blocks:
+    for block in net.blocks:
         # a parallel block's own energy (a Mixer's or a Transformer's); a serial block has
         # none, and block_energy says so in one line
         energy = getattr(block, "energy", None) or partial(block_energy, block)
         energies = [energy(x, pseudo=pseudo).mean().item()]
-        for _ in range(model.n_iter):
+        for _ in range(net.n_iter):
             x = block(x)
             energies.append(energy(x, pseudo=pseudo).mean().item())
         per_block.append(energies)

@@ -42,7 +42,7 @@ matrices of the same shapes score.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -97,12 +97,13 @@ def weight_symmetry(w1: Tensor, w2: Tensor) -> dict[str, float]:
 def mlp_symmetry(mlp: nn.Module | FoundMLP) -> dict[str, float]:
     """Measures of one MLP: anything with ``w1``/``w2`` (a hamixer MLP, a found MLP);
     ``breaking_ratio`` if its module has a ``breaking`` matrix."""
-    out = weight_symmetry(mlp.w1, mlp.w2)
+    w1, w2 = cast(Tensor, mlp.w1), cast(Tensor, mlp.w2)  # a module's are properties
+    out = weight_symmetry(w1, w2)
     module = mlp.module if isinstance(mlp, FoundMLP) else mlp
     breaking = getattr(module, "breaking", None)
     if isinstance(breaking, Tensor):
         with torch.no_grad():
-            out["breaking_ratio"] = (breaking.norm() / mlp.w1.norm()).item()
+            out["breaking_ratio"] = (breaking.norm() / w1.norm()).item()
     return out
 
 
@@ -196,7 +197,8 @@ def key_term_symmetry(layer: FoundAttention) -> dict[str, float]:
     the key term is cancelled), means over heads; none without a key term (free
     attention). And each breaking matrix's norm relative to its tied part: ``Ṽ`` to
     ``W_K``, ``Õ`` to ``W_Qᵀ``, ``K̃`` to ``W_Kᵀ``."""
-    module, out = layer.module, {}
+    module: Any = layer.module  # a hamixer attention (layer.kind), with its own attributes
+    out: dict[str, float] = {}
     key_out = module.key_out_weight
     if key_out is not None:
         q, k, v, o_t = (x.double() for x in layer.heads())

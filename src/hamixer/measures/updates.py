@@ -53,7 +53,8 @@ def model_weight_updates(initial: nn.Module | list[tuple[Tensor, Tensor]],
     DistributedDataParallel matches its plain rebuild)."""
     start = snapshot(initial) if isinstance(initial, nn.Module) else initial
     layers = find_mlps(trained)
-    rows, per_part = [], {}
+    rows: list[dict[str, Any]] = []
+    per_part: dict[str, list[dict[str, Any]]] = {}
     for k, layer in enumerate(layers):
         if k >= len(start) or start[k][0].shape != layer.w1.shape:
             raise HamixerError(f"the initial model has no MLP like {layer.path}")
