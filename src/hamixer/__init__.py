@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 #: attribute → the module that defines it, imported on first use.
 _LAZY_ATTRIBUTES = {"create_model": ".models", "list_models": ".models",
                     "load_external": ".models"}
-_SUBPACKAGES = ("cli", "data", "device", "experiments", "ham", "io", "models", "ops", "plots",
-                "provenance", "runs", "train")
+_SUBPACKAGES = ("cli", "data", "device", "experiments", "ham", "io", "measures", "models", "ops",
+                "plots", "provenance", "runs", "train")
 
 __all__ = ["ConfigError", "HamixerError", "__version__", "create_model", "list_models",
            "load_external"]

@@ -10,7 +10,8 @@ import torch
 import yaml
 
 from hamixer.cli import main
-from hamixer.experiments.symmetry import flat_symmetry, symmetry_report
+from hamixer.experiments.symmetry import flat_symmetry
+from hamixer.measures.symmetry import symmetry_report
 from hamixer.models import create_model, load_external, save_external
 from hamixer.train.checkpoint import load_model
 from models.official_reference import official_mixer

@@ -216,7 +216,7 @@ def test_symmetry_measures_see_each_form_of_the_attention():
 
 
 def test_the_iterated_energy_of_each_symformer_application():
-    from hamixer.experiments.iterations import descent_summary, iterated_energies
+    from hamixer.measures.iterated_energy import descent_summary, iterated_energies
 
     model, _ = _small("symformer_n2_8", 0, n_iter=3)
     per_block = iterated_energies(model, torch.randn(4, 1, 8, 8, dtype=torch.float64))

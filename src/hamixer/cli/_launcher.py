@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..experiments.cluster import SubmittedTraining
+from ..runs import LAST_CHECKPOINT, has_checkpoint, read_record
 
 
 def add_launcher_arguments(p: argparse.ArgumentParser, plan: bool) -> None:
@@ -112,12 +113,11 @@ def submit_training(args: argparse.Namespace, cfg: Any) -> int:
                           f"multiple of the {options.tasks} tasks")
     model_args(cfg.model, **cfg.model_kwargs)  # a bad name or argument fails here, not there
     out = Path(cfg.out)
-    last = out / "last.json"
-    if last.is_file():
+    if has_checkpoint(out, LAST_CHECKPOINT):
         if not cfg.resume:
             raise HamixerError(f"{out} already holds a run; pass --resume to continue it or "
                                "choose another --out")
-        check_same_config(json.loads(last.read_text()).get("config", {}), cfg, out)
+        check_same_config(read_record(out / LAST_CHECKPOINT).get("config", {}), cfg, out)
     given = {k: v for k, v in vars(args).items() if k not in ("func", "command_parser")}
     if not isinstance(given.get("resume"), str):
         given["resume"] = True  # every attempt, the first and each requeued one, resumes
@@ -159,5 +159,5 @@ class TrainCommand(SubmittedTraining):
         args = {**self.args, "launcher": None}
         if args.get("resume") is True:  # the first attempt starts, every later one resumes
             out = args.get("out")
-            args["resume"] = bool(out) and (Path(out) / "last.json").is_file()
+            args["resume"] = bool(out) and has_checkpoint(out, LAST_CHECKPOINT)
         return command.run(argparse.Namespace(**args))

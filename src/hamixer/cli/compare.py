@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
-from pathlib import Path
 
 NAME = "compare"
 HELP = ("train models with the same seed, data order and budget; write results.md, "
@@ -14,7 +12,7 @@ DEFAULT_MODELS = "vanillamixer,paramixer,symmixer,asymmixer"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ._launcher import add_launcher_arguments
-    from .flags import add_config_arguments
+    from .flags import add_config_arguments, add_jobs_argument
 
     p.add_argument("--models", default=DEFAULT_MODELS,
                    help="comma-separated names or families (sized for the dataset) "
@@ -31,55 +29,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_launcher_arguments(p, plan=True)
 
 
-def add_jobs_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-J", "--jobs", type=int, default=1, metavar="N",
-                   help="trainings at a time, each in its own process with its share of the "
-                        "CPU threads (or its own GPU); default 1: one after the other, here")
-
-
-def check_jobs(jobs: int) -> None:
-    from ..errors import ConfigError
-
-    if jobs < 1:
-        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
-
-
-def _positive_ints(text: str, flag: str) -> list[int]:
-    from ..errors import ConfigError
-
-    try:
-        values = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        values = []
-    if not values or len(set(values)) != len(values) or min(values) < 1:
-        raise ConfigError(f"{flag} must be distinct positive integers, e.g. 1,2,3; got {text!r}")
-    return values
-
-
-def _seeds(text: str) -> list[int]:
-    from ..errors import ConfigError
-
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise ConfigError(f"--seeds must be comma-separated integers, got {text!r}") from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ConfigError(f"--seeds must be distinct integers, got {text!r}")
-    return seeds
-
-
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..errors import ConfigError
     from ..experiments.compare import run_compare
     from ..provenance import command_line
+    from ..runs import COMPARISON
     from ._launcher import plan_launcher
-    from .flags import config_from_args, resolve_model_name
+    from .flags import (
+        check_jobs,
+        config_from_args,
+        finish,
+        parse_seeds,
+        positive_ints,
+        resolve_model_name,
+    )
 
-    seeds = _seeds(args.seeds)
+    seeds = parse_seeds(args.seeds)
     check_jobs(args.jobs)
-    n_iters = _positive_ints(args.n_iters, "--n-iters") if args.n_iters is not None else None
+    n_iters = positive_ints(args.n_iters, "--n-iters") if args.n_iters is not None else None
     base = config_from_args(args)
     if n_iters and "n_iter" in base.model_kwargs:
         raise ConfigError("give n_iter either in --model-kwargs or as --n-iters, not both")
@@ -109,15 +78,5 @@ def run(args: argparse.Namespace) -> int:
                       launcher=launcher)
     if res is None:  # submitted, not waited for
         return 0
-    finish(out, res["table"], ("results.md", "results.json", "curves.png"))
+    finish(out, res["table"], ("results.md", COMPARISON, "curves.png"))
     return 0
-
-
-def finish(out: Path, table: str, files: Sequence[str]) -> None:
-    """Record the command beside the results, print the table and what was written."""
-    from ..provenance import record_command
-
-    record_command(out)
-    print()
-    print(table)
-    print(f"\nwrote {', '.join(str(out / f) for f in files)}")

@@ -24,12 +24,8 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from ..errors import ConfigError
-    from ..experiments.iterations import (
-        descent_summary,
-        format_iterated_energies,
-        iterated_energies,
-        test_images,
-    )
+    from ..experiments.iterations import format_iterated_energies, test_images
+    from ..measures.iterated_energy import descent_summary, iterated_energies
     from ..train.checkpoint import load_model
 
     if args.images < 1:

@@ -1,4 +1,5 @@
-"""Command-line flags shared by ``train`` and ``compare``, and how they become a TrainConfig.
+"""Command-line flags shared by the commands (``train``, ``compare``, ``sweep``, …), how they
+become a TrainConfig, and how a command that trains several runs finishes.
 
 Precedence: built-in defaults < the YAML config (``--config``, else the shipped config named
 after the dataset, if any) < ``--set KEY=VALUE`` < explicit flags.
@@ -7,9 +8,12 @@ after the dataset, if any) < ``--set KEY=VALUE`` < explicit flags.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..runs import LAST_CHECKPOINT, has_checkpoint
 from ..train.config import COMPILE_MODES, CONFIG_DIR, TrainConfig, load_yaml, merge, parse_kv
 
 # flag → (config field, type, help); every flag defaults to "not given".
@@ -145,8 +149,6 @@ def parse_randaugment(text: str) -> dict[str, Any]:
 
 def resume_from(path: str, out: str | None) -> dict[str, Any]:
     """``--resume PATH`` (a checkpoint file or a run directory) as ``out`` + ``resume``."""
-    from pathlib import Path
-
     run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
     check_resumable(run_dir, f"--resume {path}")
     if out is not None and Path(out).resolve() != run_dir.resolve():
@@ -157,17 +159,15 @@ def resume_from(path: str, out: str | None) -> dict[str, Any]:
 def check_resumable(run_dir: Any, flag: str = "--resume") -> None:
     """Refuse to resume a folder without the checkpoint where training stopped
     (``last.json``): a mistyped or emptied folder would start over and overwrite the run."""
-    from pathlib import Path
-
     run_dir = Path(run_dir)
-    if (run_dir / "last.json").is_file():
+    if has_checkpoint(run_dir, LAST_CHECKPOINT):
         return
     if not run_dir.is_dir():
         raise ConfigError(f"{flag}: no checkpoint there ({run_dir} does not exist)")
     found = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))
     held = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
-    raise ConfigError(f"{flag}: no checkpoint there (no last.json in {run_dir}, which holds "
-                      f"{held or 'nothing'}); resuming would start the run over")
+    raise ConfigError(f"{flag}: no checkpoint there (no {LAST_CHECKPOINT} in {run_dir}, which "
+                      f"holds {held or 'nothing'}); resuming would start the run over")
 
 
 def resolve_model_name(name: str, dataset: str) -> str:
@@ -233,3 +233,47 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) 
         check_resumable(cfg.out)
     cfg = merge(cfg, {"model": resolve_model_name(cfg.model, cfg.dataset)}, "model")
     return cfg.validate()
+
+
+# ------------------------------------------------------- commands that train several runs
+def add_jobs_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-J", "--jobs", type=int, default=1, metavar="N",
+                   help="trainings at a time, each in its own process with its share of the "
+                        "CPU threads (or its own GPU); default 1: one after the other, here")
+
+
+def check_jobs(jobs: int) -> None:
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+
+
+def positive_ints(text: str, flag: str) -> list[int]:
+    """``flag``'s comma-separated distinct positive integers, e.g. ``--n-iters 1,2,3``."""
+    try:
+        values = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        values = []
+    if not values or len(set(values)) != len(values) or min(values) < 1:
+        raise ConfigError(f"{flag} must be distinct positive integers, e.g. 1,2,3; got {text!r}")
+    return values
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``--seeds``' comma-separated distinct integers, e.g. ``0,1,2``."""
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds must be comma-separated integers, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds must be distinct integers, got {text!r}")
+    return seeds
+
+
+def finish(out: Path, table: str, files: Sequence[str]) -> None:
+    """Record the command beside the results, print the table and what was written."""
+    from ..provenance import record_command
+
+    record_command(out)
+    print()
+    print(table)
+    print(f"\nwrote {', '.join(str(out / f) for f in files)}")

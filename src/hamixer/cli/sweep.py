@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from .compare import add_jobs_argument, check_jobs, finish
+from .flags import add_jobs_argument, check_jobs, finish, parse_seeds
 
 NAME = "sweep"
 HELP = ("train AsymMixer (or AsymFormer) at each λ plus its tied and free references (same "
@@ -86,16 +86,16 @@ def run(args: argparse.Namespace) -> int:
     from ..experiments.sweep import SWEEP_FAMILIES, SweepPlan, run_sweep
     from ..models.mixer import BREAKING_INITS
     from ..provenance import command_line
+    from ..runs import SWEEP
     from ._launcher import plan_launcher
-    from .compare import _seeds
     from .flags import config_from_args
 
     family = SWEEP_FAMILIES[args.family]
     lambdas = _lambdas(args.lambdas)
-    seeds = _seeds(args.seeds)
+    seeds = parse_seeds(args.seeds)
     plan = SweepPlan(
         lambdas=lambdas, seeds=seeds,
-        mid_seeds=_seeds(args.mid_seeds) if args.mid_seeds is not None else None,
+        mid_seeds=parse_seeds(args.mid_seeds) if args.mid_seeds is not None else None,
         breaking_inits=_choices(args.breaking_inits, BREAKING_INITS, "--breaking-inits"),
         mid_breaking_inits=(None if args.mid_breaking_inits is None else _choices(
             args.mid_breaking_inits, BREAKING_INITS, "--mid-breaking-inits")),
@@ -127,5 +127,5 @@ def run(args: argparse.Namespace) -> int:
     if res is None:  # submitted, not waited for
         return 0
     ends = f"\n\n{res['ends']}" if res["ends"] else ""
-    finish(out, res["table"] + ends, ("sweep.json", "sweep.md", "sweep.png", "sweep-epochs.png"))
+    finish(out, res["table"] + ends, (SWEEP, "sweep.md", "sweep.png", "sweep-epochs.png"))
     return 0

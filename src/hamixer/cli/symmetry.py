@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from ..errors import HamixerError
-    from ..experiments.symmetry import layer_scores_over_layers, symmetry_report
+    from ..experiments.symmetry import layer_scores_over_layers
+    from ..measures.symmetry import symmetry_report
 
     model, meta = _model_and_meta(args)
     report = symmetry_report(model, references=args.reference)
@@ -101,11 +102,8 @@ def _since_init(model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
     from pathlib import Path
 
     from ..errors import HamixerError
-    from ..experiments.weight_updates import (
-        check_rebuilt,
-        model_weight_updates,
-        rebuild_initial_model,
-    )
+    from ..experiments.weight_updates import check_rebuilt, rebuild_initial_model
+    from ..measures.updates import model_weight_updates
 
     initial = rebuild_initial_model(meta)
     rows = model_weight_updates(initial, model)
@@ -130,6 +128,7 @@ def _plots(args: argparse.Namespace, model: nn.Module, meta: dict[str, Any]) -> 
 
     from ..errors import HamixerError
     from ..experiments.symmetry import plot_model_symmetry_blocks, plot_run_symmetry
+    from ..runs import METRICS, SYMMETRY_BLOCKS_PLOT
 
     # beside the run, or beside the weights file of --model --initial-checkpoint
     run_dir = Path(args.checkpoint or args.initial_checkpoint or ".")
@@ -140,11 +139,11 @@ def _plots(args: argparse.Namespace, model: nn.Module, meta: dict[str, Any]) -> 
         png = plot_run_symmetry(run_dir, args.plot or None,
                                 title=f"weight symmetry during training: {meta['model']}")
         if png is None:
-            raise HamixerError(f"{run_dir}: no symmetry measures logged (metrics.jsonl has no "
+            raise HamixerError(f"{run_dir}: no symmetry measures logged ({METRICS} has no "
                                "sym/ keys; train without --no-symmetry)")
         pngs.append(png)
     if args.plot_blocks is not None:
-        path = args.plot_blocks or run_dir / "symmetry-blocks.png"
+        path = args.plot_blocks or run_dir / SYMMETRY_BLOCKS_PLOT
         pngs.append(plot_model_symmetry_blocks(
             model, path, f"weight symmetry per block: {meta['model']}"
             + (f" (epoch {meta['epoch']})" if meta["epoch"] is not None else "")))

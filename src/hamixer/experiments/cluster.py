@@ -20,7 +20,6 @@ Progress comes from ``squeue`` and from the run directories, not from Slurm's ac
 from __future__ import annotations
 
 import abc
-import json
 import os
 import re
 import shutil
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, HamixerError, Interrupted, closest
+from ..runs import SUBMITTED, read_record
 from ..train.config import TrainConfig
 from .jobs import Job, finished_summary, result_line, run_progress
 
@@ -46,8 +46,6 @@ SIGNAL_DELAY_S = 120
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60
 #: The submitit folder (job scripts, pickled tasks, logs) inside an output directory.
 SUBMITIT_DIR = "slurm"
-#: What a plan's submission records beside its runs (job id, runs, where their logs are).
-SUBMITTED = "submitted.json"
 #: squeue's states of a job that has not ended yet.
 ACTIVE_STATES = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_FED",
                  "REQUEUE_HOLD", "RESIZING", "SUSPENDED", "PREEMPTED", "SIGNALING",
@@ -347,7 +345,7 @@ def check_no_active_submission(out: Path, jobs: Sequence[Job]) -> None:
     path = out / SUBMITTED
     if not path.is_file() or shutil.which("squeue") is None:
         return
-    array = str(json.loads(path.read_text()).get("job", ""))
+    array = str((read_record(path) or {}).get("job", ""))
     if not array or not any(finished_summary(j.cfg) is None for j in jobs):
         return
     if any(state in ACTIVE_STATES for state in queue_states([array]).values()):

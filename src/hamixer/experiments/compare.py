@@ -20,7 +20,7 @@ from typing import Any
 
 from ..io import write_json, write_text
 from ..plots import plot_curves
-from ..runs import format_mean_std, mean_std, read_metrics
+from ..runs import COMPARISON, format_mean_std, mean_std, read_metrics
 from ..train.config import TrainConfig
 from .cluster import check_no_active_submission
 from .jobs import Job, Launcher, run_jobs
@@ -78,7 +78,7 @@ def run_compare(base: TrainConfig, models: Sequence[str], seeds: Sequence[int], 
                "seeds": list(seeds), "config": {**base.to_dict(), "model": None, "out": None},
                "n_iters": list(n_iters) if n_iters else None,
                "models": rows, "runs": runs, "command": command}
-    write_json(out / "results.json", results)
+    write_json(out / COMPARISON, results)
     table = format_table(rows, len(seeds))
     write_text(out / "results.md", _header(base, seeds, n_iters) + table + "\n")
     plot_curves(curves, out / "curves.png", f"{base.dataset}: test accuracy")

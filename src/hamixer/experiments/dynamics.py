@@ -22,6 +22,7 @@ from ..models.blocks import ParallelMixerBlock
 from ..models.energy import block_vector_field
 from ..models.mlp import AsymmetricMLP, SymmetricMLP
 from ..plots import subplots
+from ..runs import DYNAMICS
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def run_dynamics(args: DynamicsConfig) -> dict[str, dict]:
     summary = {k: _summary(tr) for k, (_, tr) in runs.items()}
     summary.update({f"landscape_{k}": _summary(tr) for k, (_, tr) in land.items()})
     config = {k: v for k, v in vars(args).items() if k not in ("func", "command", "out")}
-    write_json(out / "dynamics.json", dict(
+    write_json(out / DYNAMICS, dict(
         config=config, summary=summary,
         runs={k: _trajectory_json(tr, b) for k, (b, tr) in runs.items()},
         landscape={k: _trajectory_json(tr, b) for k, (b, tr) in land.items()}))

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import HamixerError, Interrupted
+from ..runs import read_checkpoint_record, read_config, read_metrics, read_summary
 from ..train.config import TrainConfig
 
 #: Seconds between looks at the workers' run directories.
@@ -118,17 +119,17 @@ def finished_summary(cfg: TrainConfig) -> dict[str, Any] | None:
     This is what lets a table be made again from the records of finished runs alone
     (``config.yaml``, ``metrics.jsonl``, ``summary.json``), without their checkpoints.
     Raises :class:`HamixerError` for a finished run trained with other settings."""
-    from ..runs import read_summary
-    from ..train.config import load_yaml
     from ..train.run import check_same_config
     from .training import as_trained
 
     cfg = as_trained(cfg)  # what the run was trained with, e.g. a tied model without --init
     summary = read_summary(cfg.out or "")
-    config_path = Path(cfg.out or "") / "config.yaml"
-    if summary is None or summary.get("epochs") != cfg.epochs or not config_path.is_file():
+    if summary is None or summary.get("epochs") != cfg.epochs:
         return None
-    check_same_config(load_yaml(config_path), cfg, cfg.out or "")
+    config = read_config(cfg.out or "")
+    if config is None:
+        return None
+    check_same_config(config, cfg, cfg.out or "")
     return summary
 
 
@@ -263,9 +264,8 @@ class _Pool:
                 continue
             bar.close()
             del self.running[slot]
-            summary_path = Path(job.cfg.out or "") / "summary.json"
-            if rc == 0 and summary_path.is_file():
-                summary = json.loads(summary_path.read_text())
+            summary = read_summary(job.cfg.out or "") if rc == 0 else None
+            if summary is not None:
                 self.summaries[index] = summary
                 tqdm.write(_result_line(self.numbers[index], self.plan_size, job.label,
                                         summary))
@@ -320,17 +320,15 @@ class _EpochLines:
 def run_progress(run_dir: Path) -> tuple[float, float | None]:
     """Epochs done in ``run_dir`` (fractional from the last mid-epoch save) and the last
     test accuracy, read from what the run has written so far."""
-    from ..runs import read_metrics
-
     rows = read_metrics(run_dir)
     done = float(rows[-1]["epoch"]) if rows else 0.0
     acc = rows[-1]["test_acc"] if rows else None
+    meta = read_checkpoint_record(run_dir) or {}
     try:
-        meta = json.loads((run_dir / "last.json").read_text())
         if meta.get("step") and meta.get("steps_per_epoch") and meta["epoch"] == done:
             done += meta["step"] / meta["steps_per_epoch"]
-    except (OSError, ValueError, KeyError, TypeError):
-        pass  # no mid-epoch save yet, or one being replaced right now
+    except (KeyError, TypeError):
+        pass  # no mid-epoch save yet (its record lacks the fields), or one being replaced
     return done, acc
 
 

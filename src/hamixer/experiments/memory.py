@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from ..ham.core import HAM, DenseSynapse, Neurons, States
 from ..ham.dynamics import Trajectory, descend
 from ..ham.lagrangians import LayerNormLagrangian, ReLULagrangian
+from ..runs import MEMORY_CONFIG, MEMORY_WEIGHTS
 
 
 @dataclass
@@ -180,9 +181,9 @@ def save_memory(model: EnergyMemory, out_dir, meta: dict) -> None:
 
     out = Path(out_dir)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(out / "model.safetensors") as tmp:
+    with atomic_path(out / MEMORY_WEIGHTS) as tmp:
         save_file(state, str(tmp))
-    write_json(out / "config.json", dict(kind="energy_memory", config=model.cfg.to_dict(), **meta))
+    write_json(out / MEMORY_CONFIG, dict(kind="energy_memory", config=model.cfg.to_dict(), **meta))
 
 
 def load_memory(out_dir) -> EnergyMemory:
@@ -196,9 +197,9 @@ def load_memory(out_dir) -> EnergyMemory:
 
     out = Path(out_dir)
     try:
-        meta = json.loads((out / "config.json").read_text())
+        meta = json.loads((out / MEMORY_CONFIG).read_text())
         model = EnergyMemory(MemoryConfig.from_dict(meta["config"]))
-        model.load_state_dict(load_file(str(out / "model.safetensors")))
+        model.load_state_dict(load_file(str(out / MEMORY_WEIGHTS)))
     except (OSError, KeyError, TypeError, ValueError, RuntimeError) as err:
         raise HamixerError(f"cannot load an energy memory from {out}: {err}") from None
     return model

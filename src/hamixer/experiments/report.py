@@ -8,7 +8,6 @@ PNGs are copied next to the report (``<report>_figures/``) so the report can be 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -17,7 +16,24 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HamixerError
-from ..runs import format_measure, mean_std, read_metrics
+from ..runs import (
+    COMPARISON,
+    DYNAMICS,
+    LAST_CHECKPOINT,
+    METRICS,
+    SUMMARY,
+    SWEEP,
+    SYMMETRY_BLOCKS_PLOT,
+    SYMMETRY_PLOT,
+    format_measure,
+    has_checkpoint,
+    mean_std,
+    read_config,
+    read_init_metrics,
+    read_metrics,
+    read_record,
+    read_summary,
+)
 
 KINDS = ("sweep", "compare", "dynamics", "training")
 
@@ -25,19 +41,13 @@ KINDS = ("sweep", "compare", "dynamics", "training")
 def detect_kind(run_dir: Path) -> str:
     if not run_dir.is_dir():
         raise HamixerError(f"{run_dir}: not a directory")
-    for name, kind in (("sweep.json", "sweep"), ("results.json", "compare"),
-                       ("dynamics.json", "dynamics"), ("metrics.jsonl", "training")):
+    records = ((SWEEP, "sweep"), (COMPARISON, "compare"), (DYNAMICS, "dynamics"),
+               (METRICS, "training"))
+    for name, kind in records:
         if (run_dir / name).is_file():
             return kind
-    raise HamixerError(f"{run_dir}: not a run directory (no sweep.json, results.json, "
-                       "dynamics.json or metrics.jsonl)")
-
-
-def _load_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise HamixerError(f"{path}: not valid JSON ({err})") from None
+    raise HamixerError(f"{run_dir}: not a run directory (no "
+                       f"{', '.join(name for name, _ in records[:-1])} or {METRICS})")
 
 
 class _Figures:
@@ -167,8 +177,7 @@ def _mean_parts(named_rows: list[tuple[str, dict[str, Any], dict[str, Any] | Non
 
 
 def _init_row(run_dir: Path) -> dict[str, Any] | None:
-    path = run_dir / "init_metrics.json"
-    return _load_json(path) if path.is_file() else None
+    return read_init_metrics(run_dir)
 
 
 # ------------------------------------------------------------------------------- sections
@@ -182,7 +191,7 @@ def _sweep_models(data: dict) -> str:
 def section_sweep(run_dir: Path, figs: _Figures) -> str:
     from .sweep import format_ends_md, format_sweep_md, middle_note
 
-    data = _load_json(run_dir / "sweep.json")
+    data = read_record(run_dir / SWEEP)
     ends = format_ends_md(data["aggregate"])
     middle = middle_note(data.get("mid_seeds"), data.get("mid_breaking_inits"))
     parts = [f"## λ sweep: {data.get('dataset')} ({run_dir})\n",
@@ -213,9 +222,9 @@ def _record_folder(r: dict[str, Any]) -> str:
 
 def _sweep_summaries(run_dir: Path, data: dict) -> list[dict[str, Any]]:
     """The summary of every run of a sweep that has one (read from its folder here)."""
-    paths = [run_dir / _record_folder(r) / f"seed{r['seed']}" / "summary.json"
-             for r in data.get("records") or []]
-    return [_load_json(path) for path in paths if path.is_file()]
+    folders = [run_dir / _record_folder(r) / f"seed{r['seed']}"
+               for r in data.get("records") or []]
+    return [s for folder in folders if (s := read_summary(folder)) is not None]
 
 
 def _sweep_symmetry(run_dir: Path, data: dict) -> str:
@@ -248,7 +257,7 @@ def _sweep_symmetry(run_dir: Path, data: dict) -> str:
 def section_compare(run_dir: Path, figs: _Figures) -> str:
     from .compare import format_table, model_arguments_line
 
-    data = _load_json(run_dir / "results.json")
+    data = read_record(run_dir / COMPARISON)
     seeds = data.get("seeds", [])
     kwargs = (data.get("config") or {}).get("model_kwargs")
     parts = [f"## Comparison: {data.get('dataset')} ({run_dir})\n",
@@ -316,9 +325,9 @@ def _symmetry_png(run_dir: Path, figs: _Figures, label: str, caption: str) -> st
     """The run's symmetry.png, drawn into the figure folder if the run has none."""
     from .symmetry import plot_run_symmetry
 
-    if (run_dir / "symmetry.png").is_file():
-        return figs.add(run_dir / "symmetry.png", label, caption)
-    dst = figs.target(label, "symmetry.png")
+    if (run_dir / SYMMETRY_PLOT).is_file():
+        return figs.add(run_dir / SYMMETRY_PLOT, label, caption)
+    dst = figs.target(label, SYMMETRY_PLOT)
     if plot_run_symmetry(run_dir, dst) is None:
         return ""
     return f"![{caption}]({figs.link(dst)})\n"
@@ -331,8 +340,7 @@ def section_training(run_dir: Path, figs: _Figures) -> str:
         rows_from_flat,
     )
 
-    summary_path = run_dir / "summary.json"
-    s = _load_json(summary_path) if summary_path.is_file() else {}
+    s = read_summary(run_dir) or {}
     cfg = _run_config(run_dir)
     title = (f"{s.get('model', cfg.get('model', run_dir.name))} on "
              f"{s.get('dataset', cfg.get('dataset', '?'))}")
@@ -344,7 +352,7 @@ def section_training(run_dir: Path, figs: _Figures) -> str:
                      f"| {s['epochs']} | {s['best_test_acc']:.2f} | {s['final_test_acc']:.2f} "
                      f"| {init} | {s['total_seconds']:.0f} |\n")
     elif rows := read_metrics(run_dir):  # still running or interrupted: no summary
-        parts.append(f"No summary.json (unfinished run); after epoch {rows[-1]['epoch']} of "
+        parts.append(f"No {SUMMARY} (unfinished run); after epoch {rows[-1]['epoch']} of "
                      f"{cfg.get('epochs', '?')}: test top-1 {rows[-1]['test_acc']:.2f}% "
                      f"(best {max(r['test_acc'] for r in rows):.2f}%).\n")
     last = _last_symmetry(run_dir)
@@ -361,11 +369,11 @@ def section_training(run_dir: Path, figs: _Figures) -> str:
         label = f"{run_dir.parent.name}-{run_dir.name}"
         parts.append(_symmetry_png(run_dir, figs, label,
                                    f"weight symmetry during training: {title}"))
-        parts.append(figs.add(run_dir / "symmetry-blocks.png", label,  # "" when absent
+        parts.append(figs.add(run_dir / SYMMETRY_BLOCKS_PLOT, label,  # "" when absent
                               f"weight symmetry per block beside the untrained layers: {title}"))
-    elif (run_dir / "last.json").is_file():
+    elif has_checkpoint(run_dir, LAST_CHECKPOINT):
+        from ..measures.symmetry import model_attention_symmetry, model_symmetry
         from ..train.checkpoint import load_model
-        from .symmetry import model_attention_symmetry, model_symmetry
 
         model, meta = load_model(run_dir, prefer="last")
         parts.append(f"No symmetry measures were logged during this run; measured on its last "
@@ -382,7 +390,8 @@ def section_training(run_dir: Path, figs: _Figures) -> str:
 def _attention_tables(rows: list[dict[str, Any]]) -> str:
     """The per-head measures and, where the rows have them, Saponati et al.'s layer scores
     (runs logged before the scores existed have none)."""
-    from .symmetry import LAYER_SCORES, format_attention_table, format_layer_scores_table
+    from ..measures.symmetry import LAYER_SCORES
+    from .symmetry import format_attention_table, format_layer_scores_table
 
     parts = [format_attention_table(rows) + "\n"]
     if any(m in r for r in rows for m in LAYER_SCORES):
@@ -393,18 +402,15 @@ def _attention_tables(rows: list[dict[str, Any]]) -> str:
 
 
 def _run_config(run_dir: Path) -> dict[str, Any]:
-    import yaml
-
-    path = run_dir / "config.yaml"
+    """The run's settings for a title; a damaged config.yaml only costs the title its words."""
     try:
-        data = yaml.safe_load(path.read_text()) if path.is_file() else {}
-    except yaml.YAMLError:
+        return read_config(run_dir) or {}
+    except HamixerError:
         return {}
-    return data if isinstance(data, dict) else {}
 
 
 def section_dynamics(run_dir: Path, figs: _Figures) -> str:
-    data = _load_json(run_dir / "dynamics.json")
+    data = read_record(run_dir / DYNAMICS)
     lines = ["| run | energy start | energy end | largest increase | monotone |",
              "|---|---:|---:|---:|---|"]
     for label, r in data.get("summary", {}).items():

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import write_json, write_text
-from ..runs import format_mean_std, mean_std, read_init_metrics, read_metrics
+from ..runs import SWEEP, format_mean_std, mean_std, read_init_metrics, read_metrics
 from ..train.config import TrainConfig
 from .cluster import check_no_active_submission
 from .jobs import Job, Launcher, run_jobs
@@ -189,7 +189,7 @@ def run_sweep(base: TrainConfig, plan: SweepPlan, out: Path, symmetry: bool = Tr
         records.append(rec)
     agg = aggregate(records, family)
     table = format_sweep_md(agg)
-    write_json(out / "sweep.json", {
+    write_json(out / SWEEP, {
         "dataset": base.dataset, "epochs": base.epochs, "batch_size": base.batch_size,
         "lambdas": list(plan.lambdas), "seeds": list(plan.seeds),
         "mid_seeds": None if plan.mid_seeds is None else list(plan.mid_seeds),

@@ -1,6 +1,6 @@
 """Two-layer MLPs and multi-head self-attention layers found in any ``nn.Module``.
 
-The weight-symmetry measures (:mod:`hamixer.experiments.symmetry`) and the symmetric start
+The weight-symmetry measures (:mod:`hamixer.measures.symmetry`) and the symmetric start
 (:mod:`hamixer.models.symmetric_init`) need the same matrices of the same layers, in hamixer
 models and in timm models alike. Layers are recognised by their structure, not their class:
 

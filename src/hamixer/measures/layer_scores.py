@@ -34,7 +34,7 @@ The functions here return the published forms:
   expectation for i.i.d. entries (M and Mᵀ are then equally likely and the score changes
   sign under transposition).
 
-Per head, hamixer's own shares (:mod:`hamixer.experiments.symmetry`) relate to the first:
+Per head, hamixer's own shares (:mod:`hamixer.measures.symmetry`) relate to the first:
 with one head, ``symmetry_score = qk_sym² − qk_antisym² = 2·qk_sym² − 1``.
 """
 

@@ -8,19 +8,21 @@ import timm
 import torch
 from timm.layers import Attention
 
-from hamixer.experiments.layer_scores import (
+from hamixer.experiments.symmetry import (
+    flat_symmetry,
+    format_layer_scores_table,
+    layer_scores_over_layers,
+)
+from hamixer.measures.layer_scores import (
     directionality_score,
     norm_excess,
     over_layers,
     query_key_matrix,
     symmetry_score,
 )
-from hamixer.experiments.symmetry import (
+from hamixer.measures.symmetry import (
     LAYER_SCORES,
     attention_weight_symmetry,
-    flat_symmetry,
-    format_layer_scores_table,
-    layer_scores_over_layers,
     model_attention_symmetry,
 )
 from hamixer.models.find_layers import find_attention
