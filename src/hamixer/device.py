@@ -1,8 +1,10 @@
 """The one place a device name (``auto``, ``cpu``, ``cuda``, ``cuda:1``) becomes a device,
-and where the CPU cores this process may use are counted."""
+where the CPU cores this process may use are counted, and where mixed precision is switched
+on (:func:`autocast`, for the trainer and the benchmarks alike)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -31,3 +33,13 @@ def usable_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # no affinity masks on this platform
         return os.cpu_count() or 1
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None,
+             cache_enabled: bool = True) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` to ``dtype`` on ``device``'s kind, or nothing (float32) when
+    ``dtype`` is None. ``cache_enabled=False`` keeps no cache of casts (a recorded CUDA graph
+    replays the casts it captured, and the cache would live outside it)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype, cache_enabled=cache_enabled)

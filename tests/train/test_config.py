@@ -152,3 +152,47 @@ def test_muon_orthogonalises_in_float32_on_cpu(monkeypatch):
     with pytest.raises(RuntimeError, match="boom"):
         opt.step()
     assert timm_muon.zeropower_via_newtonschulz is broken
+
+
+def test_augmentation_settings_are_defined_once_and_reach_the_pipeline():
+    """The pipeline's AugmentSpec is the one definition of the augmentation settings: each
+    of its fields is a flat TrainConfig setting of the same type, and ``cfg.augment`` is
+    built from those settings, whatever they are set to."""
+    import dataclasses
+    import typing
+
+    from hamixer.data.pipeline import AugmentSpec
+
+    spec_hints = typing.get_type_hints(AugmentSpec)
+    cfg_hints = typing.get_type_hints(TrainConfig)
+    assert {n: cfg_hints[n] for n in spec_hints} == spec_hints
+    changed = {"crop_padding": 2, "hflip": 0.5, "randaugment_n": 2, "randaugment_m": 7,
+               "randaugment_mstd": 0.25, "reprob": 0.3, "mixup": 0.8, "cutmix": 1.0,
+               "mixup_prob": 0.6, "mixup_switch_prob": 0.4, "label_smoothing": 0.2}
+    assert set(changed) == set(spec_hints)  # every setting, each off its default
+    cfg = merge(TrainConfig(), changed, "x").validate()
+    assert dataclasses.asdict(cfg.augment) == changed
+    assert dataclasses.asdict(TrainConfig().augment) == {
+        n: getattr(TrainConfig(), n) for n in spec_hints}
+
+
+def test_every_committed_run_config_loads_and_would_resume(tmp_path):
+    """Each results/*/config.yaml (flat keys, as every run has written them) is a valid
+    configuration today, with the same augmentation, and passes the resume check against
+    itself: the folders it came from can still be continued."""
+    from pathlib import Path
+
+    import yaml
+
+    from hamixer.train.run import check_same_config
+
+    paths = sorted((Path(__file__).resolve().parents[2] / "results").rglob("config.yaml"))
+    assert paths
+    for path in paths:
+        saved = yaml.safe_load(path.read_text())
+        cfg = merge(TrainConfig(), saved, str(path)).validate()
+        aug = cfg.augment
+        assert all(getattr(aug, n) == saved[n] for n in vars(aug) if n in saved), path
+        assert {k: v for k, v in cfg.to_dict().items() if k in saved} == saved, path
+        check_same_config(saved, cfg, tmp_path)
+        check_same_config(cfg.to_dict(), TrainConfig(**cfg.to_dict()), tmp_path)

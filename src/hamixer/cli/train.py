@@ -27,44 +27,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ..errors import ConfigError
-    from ..experiments.symmetry import plot_run_symmetry, plot_run_symmetry_blocks
-    from ..experiments.training import measure_hooks
-    from ..models.registry import has_free_mlps
+    from ..experiments.training import settle_init, train_measured
     from ..provenance import record_command
     from ..train.distributed import is_main_process
-    from ..train.run import run_training
     from ._wandb import require_wandb, wandb_sink
     from .flags import config_from_args
 
     cfg = config_from_args(args)
     if cfg.initial_checkpoint:
         cfg = with_fitted_kwargs(cfg)
-    if cfg.model_kwargs.get("init") == "symmetric" and not has_free_mlps(cfg.model):
-        raise ConfigError(f"--init symmetric ties free MLPs (vanillamixer, paramixer, timm "
-                          f"models); "
-                          f"{cfg.model} has none, so it would have no effect")
+    cfg = settle_init(cfg, in_plan=False)  # refused for a tied model before anything is written
     if getattr(args, "launcher", None):  # submit it; the job's tasks run this command
         from ._launcher import submit_training
 
         return submit_training(args, cfg)
-    hooks = () if args.no_symmetry else measure_hooks(cfg.out)
     sink = None
     if args.log_wandb:
         sink = wandb_sink(require_wandb(), args.wandb_project, str(cfg.out), cfg.to_dict())
-    summary = run_training(cfg, hooks=hooks, on_epoch=sink)
+    trained = train_measured(cfg, symmetry=not args.no_symmetry, in_plan=False, log=None,
+                             on_epoch=sink)
     if not is_main_process():  # under torchrun or srun, rank 0 writes and reports
         return 0
     record_command(cfg.out)
     write_args(args, cfg.out)
-    pngs = [plot_run_curves(cfg.out, cfg.model)]
-    if not args.no_symmetry:
-        pngs += [plot_run_symmetry(cfg.out), plot_run_symmetry_blocks(cfg.out)]
+    pngs = [plot_run_curves(cfg.out, cfg.model), *trained.plots]
     if not cfg.quiet:
         keys = ("model", "dataset", "epochs", "best_test_acc", "final_test_acc",
                 "train_images_per_s", "total_seconds", "peak_memory_mb")
-        print(json.dumps({k: summary[k] for k in keys}))
-        print(f"wrote {', '.join(p for p in pngs if p)}")
+        print(json.dumps({k: trained.summary[k] for k in keys}))
+        print(f"wrote {', '.join(pngs)}")
     return 0
 
 

@@ -23,7 +23,12 @@ from .arrays import ArraySplit
 
 @dataclass
 class AugmentSpec:
-    """What to do to training images; every field off means plain normalised images."""
+    """What to do to training images; every field off means plain normalised images.
+
+    The one definition of the augmentation settings: a training configuration has a flat
+    setting of each name (its ``augment`` is this, built from them); the defaults here are
+    "off", those of a run are its recipe's.
+    """
 
     crop_padding: int = 0
     hflip: float = 0.0

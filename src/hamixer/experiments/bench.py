@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..device import select_device
+from ..device import autocast, select_device
 from ..errors import ConfigError
 
 #: Benchmark shapes: our size suffix and batch size.
@@ -166,12 +166,6 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:
-    if dtype == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def matmul_limit(shapes: list[tuple[int, int, int]], device: torch.device, dtype: str,
                  repeats: int = 5) -> dict[str, Any]:
     """Best ``torch.mm`` FLOP/s over ``shapes`` (median of ``repeats`` per shape)."""
@@ -235,15 +229,15 @@ def make_runner(candidate: str, shape: str, mode: str, dtype: str,
     classes = getattr(model, "num_classes", None) or model.pretrained_cfg["num_classes"]
     y = torch.randint(0, classes, (batch,), device=device)
     graphed = cuda_graph and device.type == "cuda"
-    # a graph replays the casts it recorded; autocast's cache of casts lives outside it
-    cast = (torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
-            if graphed and dtype == "bf16" else None)
+    # bf16 autocast or float32; a graph replays the casts it recorded, so it keeps no cache
+    # of casts (which would live outside the graph)
+    amp = torch.bfloat16 if dtype == "bf16" else None
     if mode == "infer":
         model.eval()
 
         @torch.no_grad()
         def step() -> None:
-            with cast or _autocast(device, dtype):
+            with autocast(device, amp, cache_enabled=not graphed):
                 forward(x)
     else:
         model.train()
@@ -253,7 +247,7 @@ def make_runner(candidate: str, shape: str, mode: str, dtype: str,
 
         def step() -> None:
             opt.zero_grad(set_to_none=True)
-            with cast or _autocast(device, dtype):
+            with autocast(device, amp, cache_enabled=not graphed):
                 loss = F.cross_entropy(forward(x), y)
                 if aux is not None:
                     loss = loss + aux()

@@ -120,9 +120,10 @@ def finished_summary(cfg: TrainConfig) -> dict[str, Any] | None:
     (``config.yaml``, ``metrics.jsonl``, ``summary.json``), without their checkpoints.
     Raises :class:`HamixerError` for a finished run trained with other settings."""
     from ..train.run import check_same_config
-    from .training import as_trained
+    from .training import settle_init
 
-    cfg = as_trained(cfg)  # what the run was trained with, e.g. a tied model without --init
+    # what the run was trained with: a tied model of a plan without its shared --init
+    cfg = settle_init(cfg, in_plan=True)
     summary = read_summary(cfg.out or "")
     if summary is None or summary.get("epochs") != cfg.epochs:
         return None

@@ -13,11 +13,14 @@ import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from types import UnionType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from ..errors import ConfigError, closest
+
+if TYPE_CHECKING:
+    from ..data.pipeline import AugmentSpec
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 #: ``torch.compile``'s modes (its documentation's list); ``default`` is its default.
@@ -59,7 +62,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     warmup_lr: float = 1e-6
     min_lr: float = 1e-5
-    # regularisation and augmentation
+    # regularisation and augmentation (what the data pipeline does with them: ``augment``)
     label_smoothing: float = 0.1
     drop_path: float = 0.0
     crop_padding: int = 0
@@ -131,6 +134,15 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(msg)
         return self
+
+    @property
+    def augment(self) -> AugmentSpec:
+        """The augmentation settings as the data pipeline takes them: the fields of
+        :class:`~hamixer.data.pipeline.AugmentSpec`, read by name from this config's flat
+        ones (the YAML keys and flags of every run, old and new)."""
+        from ..data.pipeline import AugmentSpec
+
+        return AugmentSpec(**{f.name: getattr(self, f.name) for f in fields(AugmentSpec)})
 
     @property
     def resolved_lr(self) -> float:

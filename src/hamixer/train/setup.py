@@ -9,7 +9,7 @@ import random
 import resource
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..data import dataset_info, load_split
-from ..data.pipeline import AugmentSpec, ImageBatches
+from ..data.pipeline import ImageBatches
 from ..device import select_device
 from ..errors import ConfigError
 from .config import TrainConfig
@@ -47,10 +47,6 @@ def amp_settings(cfg: TrainConfig, device: torch.device) -> tuple[torch.dtype | 
     if device.type == "cpu" and dtype == torch.float16:
         raise ConfigError("float16 autocast needs CUDA; use amp_dtype bfloat16 on CPU")
     return dtype, dtype == torch.float16
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None):
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 @contextmanager
@@ -133,20 +129,11 @@ def check_data(cfg: TrainConfig) -> None:
 def make_criterion(cfg: TrainConfig) -> nn.Module:
     from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 
-    if (cfg.mixup > 0 or cfg.cutmix > 0) and cfg.mixup_prob > 0:
+    if cfg.augment.mixes:
         return SoftTargetCrossEntropy()  # mixup already smooths the soft targets
     if cfg.label_smoothing > 0:
         return LabelSmoothingCrossEntropy(smoothing=cfg.label_smoothing)
     return nn.CrossEntropyLoss()
-
-
-def augment_spec(cfg: TrainConfig) -> AugmentSpec:
-    return AugmentSpec(crop_padding=cfg.crop_padding, hflip=cfg.hflip,
-                       randaugment_n=cfg.randaugment_n, randaugment_m=cfg.randaugment_m,
-                       randaugment_mstd=cfg.randaugment_mstd, reprob=cfg.reprob,
-                       mixup=cfg.mixup, cutmix=cfg.cutmix, mixup_prob=cfg.mixup_prob,
-                       mixup_switch_prob=cfg.mixup_switch_prob,
-                       label_smoothing=cfg.label_smoothing)
 
 
 def norm_gain_names(model: nn.Module) -> set[str]:
@@ -289,7 +276,7 @@ def build_parts(cfg: TrainConfig, ctx: DistContext,
     source = model_source(cfg.model)
     mean, std = model.pretrained_cfg["mean"], model.pretrained_cfg["std"]
     train_batches = ImageBatches(train_split, cfg.batch_size, img_size, mean, std, num_classes,
-                                 train=True, augment=augment_spec(cfg), device=device,
+                                 train=True, augment=cfg.augment, device=device,
                                  limit=cfg.limit_train, shard=(ctx.rank, ctx.world))
     test_batches = ImageBatches(test_split, max(cfg.batch_size, 256), img_size, mean, std,
                                 num_classes, train=False, device=device, limit=cfg.limit_test)
