@@ -15,6 +15,7 @@ and says which valid names are closest.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import fnmatch
 import inspect
 import sys
@@ -28,6 +29,7 @@ from torch import nn
 from ..errors import ConfigError, closest
 from ..io import as_read_back
 from .arguments import check_argument
+from .config import MixerConfig
 from .features import DEFAULT_OUT_INDICES, FEATURE_ARGS, as_features
 from .mixer import HamMixer
 from .symmetric_init import tie_symmetric
@@ -80,7 +82,7 @@ SIZES: dict[str, dict[str, Any]] = {
                  num_classes=10),
 }
 
-#: name → keyword arguments of :class:`HamMixer`.
+#: name → keyword arguments of its builder (for HamMixer: fields of :class:`MixerConfig`).
 MODEL_CONFIGS: dict[str, dict[str, Any]] = {}
 #: name → timm-style pretrained (here: preprocessing-only) config.
 default_cfgs: dict[str, dict[str, Any]] = {}
@@ -113,11 +115,39 @@ def _pretrained_cfg(name: str, args: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def _config_class(builder: Callable[..., nn.Module]) -> type[MixerConfig] | None:
+    """The typed configuration ``builder`` is built from (HamMixer's :class:`MixerConfig`),
+    or None for a builder whose signature lists its arguments."""
+    config = getattr(builder, "config_class", None)
+    return config if isinstance(config, type) and dataclasses.is_dataclass(config) else None
+
+
+def _forwards_to_hammixer(builder: Callable[..., nn.Module]) -> bool:
+    """Whether ``builder`` passes its ``**kwargs`` on to HamMixer (iMixer's does)."""
+    if _config_class(builder) is not None:
+        return False
+    params = inspect.signature(builder).parameters.values()
+    return any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+def _builds_hammixer(builder: Callable[..., nn.Module]) -> bool:
+    """Whether ``builder`` makes a HamMixer (the class, or a function declared to return one,
+    such as iMixer's): then its backbone arguments must make a valid :class:`MixerConfig`."""
+    if isinstance(builder, type):
+        return issubclass(builder, HamMixer)
+    built = typing.get_type_hints(builder).get("return")
+    return isinstance(built, type) and issubclass(built, HamMixer)
+
+
 def builder_args(builder: Callable[..., nn.Module]) -> tuple[str, ...]:
-    """Keyword arguments ``builder`` accepts (a builder with ``**kwargs`` forwards to HamMixer)."""
+    """Keyword arguments ``builder`` accepts: its configuration's fields, or its signature's
+    (a builder with ``**kwargs`` forwards to HamMixer)."""
+    config = _config_class(builder)
+    if config is not None:
+        return tuple(f.name for f in dataclasses.fields(config))
     params = inspect.signature(builder).parameters
     names = [p for p, v in params.items() if p != "self" and v.kind is not v.VAR_KEYWORD]
-    if any(v.kind is v.VAR_KEYWORD for v in params.values()) and builder is not HamMixer:
+    if _forwards_to_hammixer(builder):
         names += [p for p in builder_args(HamMixer) if p not in names]
     return tuple(names)
 
@@ -126,8 +156,12 @@ def register_family(family: str, family_args: dict[str, Any],
                     builder: Callable[..., nn.Module] = HamMixer) -> list[str]:
     """Add every size of ``family`` to the registry and to timm; return the names.
 
-    Extensions (iMixer, for one) call this with their own defaults and builder.
+    Extensions (iMixer, for one) call this with their own defaults and builder. For
+    HamMixer and builders that forward to it, every name's configuration is checked here:
+    a family whose arguments make no valid :class:`MixerConfig` is refused at registration.
     """
+    for size_args in SIZES.values():
+        _check_values(builder, {**size_args, **family_args})
     FAMILIES[family] = dict(family_args)
     names = []
     for size, size_args in SIZES.items():
@@ -190,7 +224,9 @@ def model_args(name: str, **overrides: Any) -> dict[str, Any]:
                           f" (valid: {', '.join(valid)})")
     hints = builder_hints(BUILDERS[name])
     checked = {k: check_argument(name, k, v, hints.get(k)) for k, v in overrides.items()}
-    return {**MODEL_CONFIGS[name], **checked}
+    args = {**MODEL_CONFIGS[name], **checked}
+    _check_values(BUILDERS[name], args)
+    return args
 
 
 def builds_same_model(name: str, kwargs_a: dict[str, Any], kwargs_b: dict[str, Any]) -> bool:
@@ -208,20 +244,35 @@ def builds_same_model(name: str, kwargs_a: dict[str, Any], kwargs_b: dict[str, A
 
 
 def _builder_defaults(builder: Callable[..., nn.Module]) -> dict[str, Any]:
-    params = dict(inspect.signature(HamMixer).parameters)
-    params.update(inspect.signature(builder).parameters)
-    return {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+    defaults = {f.name: f.default for f in dataclasses.fields(MixerConfig)}
+    config = _config_class(builder)
+    if config is not None:
+        return {**defaults, **{f.name: f.default for f in dataclasses.fields(config)}}
+    params = inspect.signature(builder).parameters
+    return {**defaults, **{k: p.default for k, p in params.items()
+                           if p.default is not inspect.Parameter.empty}}
 
 
 def builder_hints(builder: Callable[..., nn.Module]) -> dict[str, Any]:
-    """The resolved annotations of ``builder``'s arguments (and HamMixer's, which a builder
-    with ``**kwargs`` forwards to)."""
+    """The resolved annotations of ``builder``'s arguments: its configuration's field types,
+    or its signature's (and HamMixer's, which a builder with ``**kwargs`` forwards to)."""
+    config = _config_class(builder)
+    if config is not None:
+        return typing.get_type_hints(config)
     target = builder.__init__ if isinstance(builder, type) else builder
     hints = typing.get_type_hints(target)
-    if builder is not HamMixer and any(
-            p.kind is p.VAR_KEYWORD for p in inspect.signature(builder).parameters.values()):
-        hints = {**typing.get_type_hints(HamMixer.__init__), **hints}
+    if _forwards_to_hammixer(builder):
+        hints = {**builder_hints(HamMixer), **hints}
     return hints
+
+
+def _check_values(builder: Callable[..., nn.Module], args: dict[str, Any]) -> None:
+    """Refuse impossible values before anything is built: the part of ``args`` that is a
+    :class:`MixerConfig` (all of it for HamMixer, the backbone's part for a builder that
+    forwards to it) must make a valid one."""
+    if _builds_hammixer(builder):
+        fields = set(MixerConfig.field_names())
+        MixerConfig(**{k: v for k, v in args.items() if k in fields})
 
 
 def has_free_mlps(name: str) -> bool:
