@@ -11,13 +11,22 @@ $(BIN)/hamixer: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $@
 
-.PHONY: install run test
+.PHONY: install run test test-fast lint
 install: $(BIN)/hamixer
 
 run: install
 	$(BIN)/hamixer compare --dataset digits
 
-test: install
+# lint: style, the layering contracts, and the types of the HAM library
+lint: install
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/lint-imports
+	$(BIN)/mypy --follow-imports=silent src/hamixer/ham
+
+# test: everything; test-fast: without the tests marked slow (224 px models, torchrun,
+# killed processes, worker pools, torch.compile)
+test: lint
 	$(BIN)/python -m pytest -q
+
+test-fast: lint
+	$(BIN)/python -m pytest -q -m "not slow"

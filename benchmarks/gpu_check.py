@@ -1,4 +1,4 @@
-"""The GPU check: what a CPU cannot show, in one run sized for at most 8 minutes on one H200.
+"""The GPU check: what a CPU cannot show, in one run sized for at most 15 minutes on one H200.
 
     bash benchmarks/gpu_check.sh --out benchmarks/results/gpu         # on a CUDA machine
     bash benchmarks/gpu_check.sh --dry-run --out /tmp/gpu-check       # any CPU, tiny sizes
@@ -6,9 +6,9 @@
 Sections, each independent and time-boxed: a failing or overrunning section records its
 error in the JSON and the run goes on with the next.
 
-env       versions, device, TF32 settings, and the bf16 dense peak that MFU divides by (the
-          datasheet figure for the device, else --peak-tflops, else a large bf16 ``torch.mm``
-          measured here)
+env       versions, device, TF32 settings, and the two peaks that MFU divides by: the
+          datasheet's dense bf16 figure for the device (else --peak-tflops, else the measured
+          one) and the fastest bf16 ``torch.mm`` measured here over large square products
 tests     ``pytest -m cuda tests/test_cuda.py`` in a subprocess
 bench224  training-step and inference img/s of timm's ``MlpMixer`` and our families at
           Mixer-S/16, 224 px, batch 128, interleaved in one process (``hamixer.bench``), for
@@ -17,6 +17,13 @@ bench224  training-step and inference img/s of timm's ``MlpMixer`` and our famil
 bench28   the same at 28 px (``*_t4_28``), batch 512, and every eager row again at twice the
           batch: the share of a step that does not grow with the batch (launch-bound when most
           of it does not)
+scale224  the bf16 training step at the paper's sizes, S/16, B/16 and L/16 at 224 px, batches
+          128 and 256, eager and compiled: timm's ``MlpMixer`` and our families, and the
+          Transformer family (``*former_*``, when registered) beside timm's ViT of the size
+graphs28  the 28 px training step (``*_m4_28``, the Fashion-MNIST recipe's batch) eager, as one
+          CUDA graph (the whole step recorded and replayed), compiled, and compiled with
+          ``mode="reduce-overhead"`` (CUDA graphs of the compiled forward and backward); each
+          row's gain over its own eager step
 train     one epoch of ``hamixer train`` on CUDA and on the CPU with the same seed
           (subprocesses of the real CLI), on --data-dir (Fashion-MNIST) or on MNIST-format IDX
           files generated from the built-in digits
@@ -26,6 +33,10 @@ torchrun  the CUDA run again under ``torchrun --nproc_per_node=1``: a process gr
 ``--dry-run`` runs every section on the CPU at tiny sizes (the 8 px models, batches of 4 and 8,
 2 rounds, ``torch.compile`` with Dynamo's ``eager`` backend, torchrun over gloo): every code path
 except the CUDA-only calls, so the script cannot rot (``tests/test_gpu_check.py`` runs it).
+
+Every bench row has img/s, the ratio to the reference (timm's model) in the same process,
+MFU against both peaks, and the top 10 kernels of one profiled step (``torch.profiler``, by
+CUDA time; by CPU time in the dry run).
 
 Writes OUT/gpu_check.json (rewritten after every section: a killed run keeps what it
 measured), OUT/gpu_check.md (the tables) and OUT/logs/ (every subprocess's output).
@@ -71,14 +82,31 @@ from hamixer.provenance import versions
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 
-SECTIONS = ("env", "tests", "bench224", "bench28", "train", "torchrun")
-VARIANTS = ("fp32", "bf16", "fp32+compile", "bf16+compile")
+SECTIONS = ("env", "tests", "bench224", "bench28", "scale224", "graphs28", "train", "torchrun")
+#: dtype, then how the step runs: eager; ``+compile`` (torch.compile, default mode);
+#: ``+reduce-overhead`` (torch.compile's CUDA-graph mode); ``+cudagraph`` (the whole eager
+#: step recorded once as a CUDA graph and replayed).
+STEP_KINDS = {"": {}, "compile": {"compile": True},
+              "reduce-overhead": {"compile": True, "compile_mode": "reduce-overhead"},
+              "cudagraph": {"cuda_graph": True}}
+VARIANTS = tuple(f"{d}+{k}" if k else d for k in STEP_KINDS for d in ("fp32", "bf16"))
 DEFAULT_VARIANTS = ("fp32", "bf16", "bf16+compile")
 #: timm's MlpMixer first: every row's ratio is to it.
 DEFAULT_MODELS = ("timm", "vanillamixer", "paramixer", "symmixer", "asymmixer")
-#: Dense bf16 tensor-core peak by device name, FLOP/s. NVIDIA's H100 SXM and H200 datasheets
-#: give 1,979 TFLOP/s bf16 "with sparsity"; dense is half of it.
+#: The paper's sizes and the small models: timm's reference and the parallel families (the
+#: ones the targets are for), so that L/16 compiled fits its time box.
+SCALE_MODELS = ("timm", "paramixer", "symmixer")
+#: Where the Transformer family is looked for, and timm's ViT of each size it is compared with
+#: (ViT-S/B/L at 224 px; the presets of models/timm_models.py elsewhere, ``vit_{size}``).
+FORMER_PATTERN = "*former*"
+VIT_REFERENCE = {"s16_224": "vit_small_patch16_224", "b16_224": "vit_base_patch16_224",
+                 "l16_224": "vit_large_patch16_224"}
+#: Dense bf16 tensor-core peak by device name, FLOP/s. Source: NVIDIA's H200 Tensor Core GPU
+#: datasheet (and the H100 SXM one) gives BF16 Tensor Core 1,979 TFLOP/s "with sparsity";
+#: dense is half of it, 989.5 TFLOP/s.
 BF16_DENSE_PEAK = {"H200": 989.5e12, "H100 80GB HBM3": 989.5e12}
+#: Kernels kept per row in the breakdown.
+PROFILE_TOP = 10
 #: Above this share of a step that does not grow with the batch, the step is launch-bound.
 LAUNCH_BOUND_SHARE = 0.5
 
@@ -108,15 +136,30 @@ class Plan:
     train_batch: int
     train_limit: int | None
     train_extra: tuple[str, ...] = ()
+    # the bf16 torch.mm peak: the fastest of these square products
+    mm_peak_sides: tuple[int, ...] = (4096, 8192, 16384)
+    # scale224: sizes × batches × variants of the training step
+    scale_sizes: tuple[str, ...] = ("s16_224", "b16_224", "l16_224")
+    scale_batches: tuple[int, ...] = (128, 256)
+    scale_variants: tuple[str, ...] = ("bf16", "bf16+compile")
+    scale_models: tuple[str, ...] = SCALE_MODELS
+    # graphs28: one size and batch (the Fashion-MNIST recipe's), eager first
+    graph_size: str = "m4_28"
+    graph_batch: int = 128
+    graph_variants: tuple[str, ...] = ("bf16", "bf16+cudagraph", "bf16+compile",
+                                       "bf16+reduce-overhead")
+    graph_models: tuple[str, ...] = DEFAULT_MODELS
 
 
-# Boxes sum to 470 s: with start-up, the whole run stays under 8 minutes even if every
-# section overruns; typical sections end well inside theirs.
+# Boxes sum to 890 s: with start-up, the whole run stays under 15 minutes even if every
+# section overruns; typical sections end well inside theirs. The sections of the paper's
+# sizes and of the CUDA graphs alone (--sections env,scale224,graphs28) box to 450 s.
 REAL = Plan(dry_run=False, device="cuda", models=DEFAULT_MODELS, variants=DEFAULT_VARIANTS,
             bench_shapes={"bench224": ("224", 128), "bench28": ("28", 512)}, rounds=10,
             warmup=3, compile_backend="inductor", compile_reserve_s=30.0, threads=None,
             peak_matmul_side=8192,
-            boxes=dict(env=30, tests=100, bench224=130, bench28=90, train=70, torchrun=50),
+            boxes=dict(env=30, tests=100, bench224=130, bench28=90, scale224=300,
+                       graphs28=120, train=70, torchrun=50),
             train_model="paramixer_t4_28", train_batch=128, train_limit=10000)
 # Two candidates and two variants take every code path that the real run's take: eager,
 # autocast and compile (timm sets the ratios).
@@ -124,10 +167,16 @@ DRY = Plan(dry_run=True, device="cpu", models=("timm", "paramixer"),
            variants=("fp32", "bf16+compile"),
            bench_shapes={"bench224": ("8", 4), "bench28": ("8", 8)}, rounds=2, warmup=1,
            compile_backend="eager", compile_reserve_s=0.0, threads=1, peak_matmul_side=128,
-           boxes=dict(env=30, tests=60, bench224=60, bench28=60, train=90, torchrun=60),
+           boxes=dict(env=30, tests=60, bench224=60, bench28=60, scale224=60, graphs28=60,
+                      train=90, torchrun=60),
            train_model="paramixer_t4_28", train_batch=32, train_limit=64,
            train_extra=("--model-kwargs", "num_blocks=1", "embed_dim=16", "--limit-test",
-                        "64", "--threads", "1"))
+                        "64", "--threads", "1"),
+           # two batches of the 8 px size stand in for S/B/L (tests/test_gpu_check.py also
+           # runs two sizes, with a Transformer), the ViT preset of that size for ViT-S/B/L
+           mm_peak_sides=(64, 128), scale_sizes=("n2_8",), scale_batches=(2, 4),
+           scale_models=("timm", "paramixer"), graph_size="n2_8", graph_batch=8,
+           graph_models=("timm", "paramixer"))
 
 
 @dataclass
@@ -139,8 +188,10 @@ class Context:
     work: Path  # scratch: generated data and training runs (removed at the end)
     data_dir: Path | None
     dataset: str
-    peak: float | None = None
+    peak: float | None = None  # the datasheet's (else --peak-tflops, else measured)
     peak_source: str = ""
+    mm_peak: float | None = None  # the fastest bf16 torch.mm measured here
+    mm_peak_source: str = ""
     generated: Path | None = None
     device_run: dict[str, Any] | None = None  # the train section's single-process CUDA run
 
@@ -253,6 +304,30 @@ def section_env(ctx: Context, result: dict[str, Any], deadline: float,
     log(f"  {name}: MFU against {ctx.peak / 1e12:.3g} TFLOP/s ({ctx.peak_source}); "
         f"{n}³ matmul: bf16 {rates['bf16'] / 1e12:.3g}, fp32 {rates['fp32'] / 1e12:.3g} "
         "TFLOP/s")
+    result["mm_peak"] = measure_mm_peak(ctx)
+    result.update(mm_peak_flops_per_s=ctx.mm_peak, mm_peak_source=ctx.mm_peak_source)
+
+
+def measure_mm_peak(ctx: Context) -> dict[str, Any]:
+    """The fastest bf16 ``torch.mm`` of the plan's square sides: the peak that the achieved
+    rate of a real kernel mix can be held to (``mfu_mm``), beside the datasheet's."""
+    sides = ctx.plan.mm_peak_sides
+    limit = bench.matmul_limit([(n, n, n) for n in sides], ctx.device, "bf16", repeats=10)
+    ctx.mm_peak = limit["flops_per_s"]
+    ctx.mm_peak_source = f"bf16 torch.mm {limit['shape'][0]}³, fastest of {sides}"
+    log(f"  bf16 torch.mm peak {ctx.mm_peak / 1e12:.4g} TFLOP/s ({ctx.mm_peak_source})")
+    return dict(flops_per_s=ctx.mm_peak, side=limit["shape"][0], per_side=limit["per_shape"])
+
+
+def ensure_peaks(ctx: Context) -> None:
+    """Both MFU peaks, for a run whose sections leave out ``env``."""
+    if ctx.mm_peak is None:
+        measure_mm_peak(ctx)
+    if ctx.peak is None:
+        sheet = (datasheet_peak(torch.cuda.get_device_name(ctx.device))
+                 if ctx.device.type == "cuda" else None)
+        ctx.peak, ctx.peak_source = ((sheet, "NVIDIA datasheet, dense bf16") if sheet else
+                                     (ctx.mm_peak, ctx.mm_peak_source))
 
 
 # ------------------------------------------------------------------------------- tests
@@ -297,7 +372,27 @@ def section_tests(ctx: Context, result: dict[str, Any], deadline: float) -> None
 def _variant(variant: str, plan: Plan) -> tuple[str, str | None]:
     """(dtype, compile backend or None) of a variant name such as ``bf16+compile``."""
     dtype, _, extra = variant.partition("+")
-    return dtype, (plan.compile_backend if extra == "compile" else None)
+    return dtype, (plan.compile_backend if STEP_KINDS[extra].get("compile") else None)
+
+
+def _step_kwargs(variant: str, plan: Plan) -> dict[str, Any]:
+    """``measure_group``'s keywords of how a variant's step runs (compiled, graphed)."""
+    kind = STEP_KINDS[variant.partition("+")[2]]
+    return dict(compile_backend=plan.compile_backend if kind.get("compile") else None,
+                compile_mode=kind.get("compile_mode"), cuda_graph=kind.get("cuda_graph", False))
+
+
+def _compiles(variant: str) -> bool:
+    return bool(STEP_KINDS[variant.partition("+")[2]].get("compile"))
+
+
+def add_mfu(ctx: Context, row: dict[str, Any], variant: str) -> dict[str, Any]:
+    """The row's variant and its MFU against both peaks: ``mfu`` against the datasheet's
+    (or its stand-in, named in env), ``mfu_mm`` against the measured bf16 ``torch.mm``."""
+    achieved = row["achieved_gflops"] * 1e9
+    row.update(variant=variant, mfu=achieved / ctx.peak if ctx.peak else None,
+               mfu_mm=achieved / ctx.mm_peak if ctx.mm_peak else None)
+    return row
 
 
 def _limit(ctx: Context, result: dict[str, Any], shape: str, batch: int,
@@ -314,16 +409,17 @@ def measure_variant(ctx: Context, result: dict[str, Any], variant: str,
                     deadline: float | None) -> None:
     """Every mode of one variant; rows (with MFU) and skipped candidates go into ``result``."""
     shape, batch = result["shape"], result["batch"]
-    dtype, backend = _variant(variant, ctx.plan)
+    dtype, _ = _variant(variant, ctx.plan)
     limit = _limit(ctx, result, shape, batch, dtype)
     for mode in bench.MODES:
         log(f"  {variant} {mode}: {', '.join(ctx.plan.models)} at {shape} px, batch {batch}")
         rows, skipped = bench.measure_group(ctx.plan.models, shape, batch, dtype, mode,
                                             ctx.device, limit, ctx.plan.rounds,
-                                            ctx.plan.warmup, backend, deadline)
+                                            ctx.plan.warmup, deadline=deadline,
+                                            profile_top=PROFILE_TOP,
+                                            **_step_kwargs(variant, ctx.plan))
         for row in rows:
-            row.update(variant=variant, mfu=(row["achieved_gflops"] * 1e9 / ctx.peak
-                                             if ctx.peak else None))
+            add_mfu(ctx, row, variant)
             log(f"    {row['model']:>13}: {row['img_per_s']:9.1f} img/s  "
                 f"×timm {row['ratio_vs_timm']:.2f}  MFU {_pct(row['mfu'])}")
         result["rows"] += rows
@@ -369,19 +465,134 @@ def section_bench(ctx: Context, result: dict[str, Any], deadline: float, section
                   meta=bench.bench_meta(ctx.device, ctx.plan.threads or torch.get_num_threads(),
                                         ctx.plan.rounds, ctx.plan.warmup),
                   rows=[], skipped=[], limits={})
-    eager = [v for v in ctx.plan.variants if _variant(v, ctx.plan)[1] is None]
+    ensure_peaks(ctx)
+    eager = [v for v in ctx.plan.variants if not _compiles(v)]
     compiled = [v for v in ctx.plan.variants if v not in eager]
     try:
         with bench.pinned_threads(ctx.plan.threads or torch.get_num_threads()):
             for variant in eager:
                 measure_variant(ctx, result, variant, None)
             if section == "bench28":  # small models: measure whether they are launch-bound
-                launch_probe(ctx, result, eager)
+                launch_probe(ctx, result, [v for v in eager if v in bench.DTYPES])
             for variant in compiled:  # compilation is what may not fit: last, with a deadline
                 measure_variant(ctx, result, variant, deadline - ctx.plan.compile_reserve_s)
     finally:
         if ctx.device.type == "cuda":  # leave the memory to the training subprocesses
             torch.cuda.empty_cache()
+
+
+# ------------------------------------------------------- the paper's sizes, CUDA graphs
+def transformer_group(size: str) -> tuple[list[str], str | None]:
+    """timm's ViT of ``size`` and the registered Transformer family at that size (the ViT
+    first: it sets the ratios), or no candidates and the reason why."""
+    import hamixer
+    from hamixer.models.timm_models import PRESETS
+
+    family = hamixer.list_models(FORMER_PATTERN)
+    if not family:
+        return [], (f"no Transformer family is registered (hamixer.list_models("
+                    f"{FORMER_PATTERN!r}) is empty)")
+    at_size = [n for n in family if n.endswith(f"_{size}")]
+    if not at_size:
+        return [], f"no {FORMER_PATTERN} model at size {size} (registered: {', '.join(family)})"
+    vit = VIT_REFERENCE.get(size) or (f"vit_{size}" if f"vit_{size}" in PRESETS else None)
+    if vit is None:
+        return [], f"no timm ViT reference for size {size}"
+    return [vit, *at_size], None
+
+
+def measure_training_rows(ctx: Context, result: dict[str, Any], candidates: list[str],
+                          size: str, batch: int, variant: str, deadline: float | None,
+                          limit: dict[str, Any] | None) -> None:
+    """One interleaved group of training steps; its rows (MFU, kernels) and the candidates
+    the deadline left out go into ``result``."""
+    dtype, _ = _variant(variant, ctx.plan)
+    log(f"  {variant} train: {', '.join(candidates)} at {size}, batch {batch}")
+    rows, skipped = bench.measure_group(candidates, size, batch, dtype, "train", ctx.device,
+                                        limit, ctx.plan.rounds, ctx.plan.warmup,
+                                        deadline=deadline, profile_top=PROFILE_TOP,
+                                        **_step_kwargs(variant, ctx.plan))
+    for row in rows:
+        add_mfu(ctx, row, variant)
+        top = row["kernels"]["top"][0] if row["kernels"]["top"] else {"name": "-", "share": 0}
+        log(f"    {row['model']:>22}: {row['img_per_s']:9.1f} img/s  ×{row['reference']} "
+            f"{row['ratio_vs_timm']:.2f}  MFU {_pct(row['mfu_mm'])} of mm, "
+            f"{_pct(row['mfu'])} of peak; top kernel {top['share']:.0%} {top['name'][:60]}")
+    result["rows"] += rows
+    result["skipped"] += [dict(variant=variant, size=size, batch=batch, model=m)
+                          for m in skipped]
+    if skipped:
+        log(f"    skipped (compile time box): {', '.join(skipped)}")
+    if ctx.device.type == "cuda":  # the next group's sizes differ: give the cache back
+        torch.cuda.empty_cache()
+
+
+def _groups(ctx: Context, result: dict[str, Any], size: str, batch: int, variant: str,
+            mixers: tuple[str, ...], deadline: float | None) -> None:
+    """The Mixer group (timm's MlpMixer first) and the Transformer group (timm's ViT first)
+    of one size, batch and variant; the Transformers' absence is noted once per size."""
+    dtype, _ = _variant(variant, ctx.plan)
+    geo = bench.mixer_geometry(size)
+    key = f"{size}/b{batch}/{dtype}"
+    if key not in result["limits"]:
+        result["limits"][key] = bench.matmul_limit(bench.gemm_shapes(geo, batch), ctx.device,
+                                                   dtype)
+    measure_training_rows(ctx, result, list(mixers), size, batch, variant, deadline,
+                          result["limits"][key])
+    formers, reason = transformer_group(size)
+    if reason:
+        if size not in result["transformers_skipped"]:
+            result["transformers_skipped"][size] = reason
+            log(f"  Transformer rows at {size} skipped: {reason}")
+        return
+    measure_training_rows(ctx, result, formers, size, batch, variant, deadline, None)
+
+
+def section_scale(ctx: Context, result: dict[str, Any], deadline: float) -> None:
+    """The bf16 training step at the paper's sizes: every size and batch eager first, then
+    compiled (what may not fit: last, with the deadline)."""
+    plan = ctx.plan
+    result.update(sizes=list(plan.scale_sizes), batches=list(plan.scale_batches),
+                  variants=list(plan.scale_variants), models=list(plan.scale_models),
+                  compile_backend=plan.compile_backend, rows=[], skipped=[], limits={},
+                  transformers_skipped={},
+                  meta=bench.bench_meta(ctx.device, plan.threads or torch.get_num_threads(),
+                                        plan.rounds, plan.warmup))
+    ensure_peaks(ctx)
+    eager = [v for v in plan.scale_variants if not _compiles(v)]
+    compiled = [v for v in plan.scale_variants if _compiles(v)]
+    with bench.pinned_threads(plan.threads or torch.get_num_threads()):
+        for variants, until in ((eager, None), (compiled, deadline - plan.compile_reserve_s)):
+            for variant in variants:
+                for size in plan.scale_sizes:
+                    for batch in plan.scale_batches:
+                        _groups(ctx, result, size, batch, variant, plan.scale_models, until)
+
+
+def section_graphs(ctx: Context, result: dict[str, Any], deadline: float) -> None:
+    """The small models' training step eager, as one CUDA graph, compiled and compiled with
+    CUDA graphs; ``vs_eager`` is each row's img/s over its own eager row's."""
+    plan = ctx.plan
+    size, batch = plan.graph_size, plan.graph_batch
+    result.update(size=size, batch=batch, variants=list(plan.graph_variants),
+                  models=list(plan.graph_models), compile_backend=plan.compile_backend,
+                  rows=[], skipped=[], limits={}, transformers_skipped={},
+                  meta=bench.bench_meta(ctx.device, plan.threads or torch.get_num_threads(),
+                                        plan.rounds, plan.warmup))
+    ensure_peaks(ctx)
+    first = [v for v in plan.graph_variants if not _compiles(v)]
+    later = [v for v in plan.graph_variants if _compiles(v)]
+    with bench.pinned_threads(plan.threads or torch.get_num_threads()):
+        for variant in first:
+            _groups(ctx, result, size, batch, variant, plan.graph_models, None)
+        for variant in later:
+            _groups(ctx, result, size, batch, variant, plan.graph_models,
+                    deadline - plan.compile_reserve_s)
+    eager = {(r["dtype"], r["model"]): r["img_per_s"] for r in result["rows"]
+             if r["variant"] in bench.DTYPES}
+    for row in result["rows"]:
+        base = eager.get((row["dtype"], row["model"]))
+        row["vs_eager"] = row["img_per_s"] / base if base else None
 
 
 # ------------------------------------------------------------------------------- train
@@ -491,18 +702,55 @@ def _bench_md(name: str, sec: dict[str, Any]) -> list[str]:
     if not sec.get("rows"):
         return []
     lines = [f"\n## {name}: `*_{sec['size']}`, batch {sec['batch']}\n",
-             "| variant | mode | model | img/s | ×timm | MFU (bf16 peak) | of mm limit "
-             "| peak MB |", "|---|---|---|---:|---:|---:|---:|---:|"]
+             "| variant | mode | model | img/s | ×timm | MFU (datasheet) | MFU (mm) "
+             "| of mm limit | peak MB | top kernel |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in sec["rows"]:
         lines.append(f"| {r['variant']} | {r['mode']} | {r['model']} | {r['img_per_s']:.1f} "
-                     f"| {r['ratio_vs_timm']:.2f} | {_pct(r['mfu'])} "
-                     f"| {_pct(r['frac_of_mm_limit'])} | {r['peak_mem_mb']:.0f} |")
+                     f"| {r['ratio_vs_timm']:.2f} | {_pct(r['mfu'])} | {_pct(r.get('mfu_mm'))} "
+                     f"| {_pct(r['frac_of_mm_limit'])} | {r['peak_mem_mb']:.0f} "
+                     f"| {_kernel(r)} |")
     if sec.get("skipped"):
         lines.append("\nSkipped (compile time box): " + ", ".join(
             f"{s['variant']} {s['mode']} {s['model']}" for s in sec["skipped"]))
     if sec.get("launch_note"):
         lines.append(f"\nLaunch probe (each eager row at batch {2 * sec['batch']}): "
                      f"{sec['launch_note']}.")
+    return lines
+
+
+def _kernel(row: dict[str, Any]) -> str:
+    top = (row.get("kernels") or {}).get("top") or []
+    if not top:
+        return "–"
+    name = top[0]["name"].replace("|", "/")
+    return f"{100 * top[0]['share']:.0f}% `{name[:48]}{'…' if len(name) > 48 else ''}`"
+
+
+def _rows_md(name: str, sec: dict[str, Any]) -> list[str]:
+    """The table of a section of training rows (scale224, graphs28)."""
+    if not sec.get("rows"):
+        return []
+    where = (f"{', '.join(sec['sizes'])}; batches {', '.join(map(str, sec['batches']))}"
+             if "sizes" in sec else f"`*_{sec['size']}`, batch {sec['batch']}")
+    graphs = name == "graphs28"
+    lines = [f"\n## {name}: training step, {where}\n",
+             "| size | batch | variant | model | img/s | × ref (ref) |"
+             + (" × own eager |" if graphs else "")
+             + " MFU (mm) | MFU (datasheet) | top kernel (share) |",
+             "|---|---:|---|---|---:|---:|" + ("---:|" if graphs else "") + "---:|---:|---|"]
+    for r in sec["rows"]:
+        own = (f" {r['vs_eager']:.2f} |" if r.get("vs_eager") else " – |") if graphs else ""
+        lines.append(f"| {bench.size_of(r['shape'])} | {r['batch']} | {r['variant']} "
+                     f"| {r['model']} | {r['img_per_s']:.1f} "
+                     f"| {r['ratio_vs_timm']:.2f} ({r['reference']}) |{own} "
+                     f"{_pct(r.get('mfu_mm'))} | {_pct(r.get('mfu'))} | {_kernel(r)} |")
+    if sec.get("skipped"):
+        lines.append("\nSkipped (compile time box): " + ", ".join(
+            f"{s['variant']} {s['size']} b{s['batch']} {s['model']}" for s in sec["skipped"]))
+    for size, reason in sec.get("transformers_skipped", {}).items():
+        lines.append(f"\nTransformer rows at {size} skipped: {reason}.")
+    lines.append("\nThe top 10 kernels of every row: `kernels` in gpu_check.json.")
     return lines
 
 
@@ -533,7 +781,9 @@ def to_markdown(report: dict[str, Any]) -> str:
              "", f"Device: {env.get('device_name', '?')}; torch "
              f"{env.get('versions', {}).get('torch', '?')}; MFU against "
              f"{(env.get('peak_flops_per_s') or 0) / 1e12:.3g} TFLOP/s "
-             f"({env.get('peak_source', '?')}); total {meta.get('seconds', 0):.0f} s.", "",
+             f"({env.get('peak_source', '?')}) and "
+             f"{(env.get('mm_peak_flops_per_s') or 0) / 1e12:.4g} TFLOP/s "
+             f"({env.get('mm_peak_source', '?')}); total {meta.get('seconds', 0):.0f} s.", "",
              "| section | status | seconds | error |", "|---|---|---:|---|"]
     for name, sec in report["sections"].items():
         lines.append(f"| {name} | {sec['status']} | {sec.get('seconds', 0):.1f} "
@@ -544,6 +794,8 @@ def to_markdown(report: dict[str, Any]) -> str:
                      f"{tests['errors']} errors, {tests['skipped']} skipped.")
     for name in ("bench224", "bench28"):
         lines += _bench_md(name, report["sections"].get(name, {}))
+    for name in ("scale224", "graphs28"):
+        lines += _rows_md(name, report["sections"].get(name, {}))
     return "\n".join(lines + _train_md(report)) + "\n"
 
 
@@ -590,10 +842,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="every section on the CPU at tiny sizes (what CI runs)")
     p.add_argument("--sections", default=",".join(SECTIONS),
                    help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)")
-    p.add_argument("--models", default=None, help="comma-separated bench candidates "
-                   f"(default: {','.join(DEFAULT_MODELS)}; timm first sets the ratios)")
+    p.add_argument("--models", default=None, help="comma-separated Mixer candidates of "
+                   f"every bench section (default: {','.join(DEFAULT_MODELS)}, and "
+                   f"{','.join(SCALE_MODELS)} at the paper's sizes; timm first sets the "
+                   "ratios)")
     p.add_argument("--variants", default=None, help="comma-separated subset of "
-                   f"{','.join(VARIANTS)} (default: {','.join(DEFAULT_VARIANTS)})")
+                   f"{','.join(VARIANTS)} for bench224 and bench28 "
+                   f"(default: {','.join(DEFAULT_VARIANTS)})")
     p.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX files for the training "
                    "sections (default: MNIST-format files generated from the built-in digits)")
     p.add_argument("--dataset", choices=["fashion-mnist", "mnist"], default="fashion-mnist",
@@ -646,8 +901,8 @@ def _boxes(items: list[str]) -> dict[str, float]:
 def make_plan(args: argparse.Namespace) -> Plan:
     base = DRY if args.dry_run else REAL
     changes: dict[str, Any] = {"boxes": {**base.boxes, **args.box}}
-    if args.models:
-        changes["models"] = args.models
+    if args.models:  # the Mixer candidates of every bench section
+        changes.update(models=args.models, scale_models=args.models, graph_models=args.models)
     if args.variants:
         changes["variants"] = args.variants
     return Plan(**{**asdict(base), **changes})
@@ -669,6 +924,8 @@ def main(argv: list[str] | None = None) -> int:
         "tests": (section_tests, {}),
         "bench224": (section_bench, {"section": "bench224"}),
         "bench28": (section_bench, {"section": "bench28"}),
+        "scale224": (section_scale, {}),
+        "graphs28": (section_graphs, {}),
         "train": (section_train, {}),
         "torchrun": (section_torchrun, {}),
     }

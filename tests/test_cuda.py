@@ -6,7 +6,10 @@ where no CUDA device is available:
   forwards and for whole training runs through the engine;
 * the energy identity of a parallel block in float64 on CUDA (as ``test_energy_mixer``);
 * a checkpoint written on CUDA loads, evaluates and resumes on the CPU;
-* ``--compile`` trains on CUDA with inductor and saves the plain module's keys.
+* ``--compile`` trains on CUDA with inductor and saves the plain module's keys;
+* a run turns TF32 on while it trains (``--tf32``, the default) and restores the setting;
+* the benchmark's CUDA-graph training step (the whole step recorded and replayed) updates the
+  weights as the eager step does.
 """
 
 import copy
@@ -32,9 +35,10 @@ pytestmark = [
 CUDA = torch.device("cuda")
 # Every family at the 8 px size with 2 blocks: small enough that a mismatch is a bug, not noise.
 SMALL = dict(num_blocks=2)
-# A training run of a few seconds on the built-in digits.
+# A training run of a few seconds on the built-in digits, in float32 on CUDA too (a run turns
+# TF32 on by default, as timm's train.py; the comparisons here are with float32 on the CPU).
 RUN = dict(model="paramixer_n2_8", dataset="digits", epochs=2, batch_size=32, limit_train=256,
-           limit_test=128, quiet=True, seed=0, model_kwargs=dict(num_blocks=2))
+           limit_test=128, quiet=True, seed=0, model_kwargs=dict(num_blocks=2), tf32=False)
 
 
 @pytest.fixture(autouse=True)
@@ -172,3 +176,30 @@ def test_compiled_training_on_cuda(tmp_path):
         assert a["train_loss"] == pytest.approx(r["train_loss"], rel=1e-3), a["epoch"]
     keys = load_file(str(tmp_path / "compiled" / "last.safetensors")).keys()
     assert keys and not any("_orig_mod" in k for k in keys)
+
+
+def test_a_cuda_run_trains_with_tf32_by_default_and_restores_the_setting(tmp_path):
+    matmul = torch.backends.cuda.matmul
+    seen = []
+    cfg = TrainConfig(**{**RUN, "epochs": 1, "tf32": True}, device="cuda",
+                      out=str(tmp_path / "tf32"))
+    run_training(cfg, hooks=[lambda model, epoch: seen.append(matmul.allow_tf32)])
+    # the hooks run once before training (epoch 0) and after each epoch, inside it
+    assert seen == [False, True] and matmul.allow_tf32 is False
+
+
+def test_a_captured_training_step_updates_the_weights_as_the_eager_step():
+    from hamixer.experiments.bench import make_runner
+
+    kwargs = dict(shape="n2_8", mode="train", dtype="fp32", device=CUDA, batch=8)
+    eager = make_runner("paramixer", **kwargs)
+    graph = make_runner("paramixer", **kwargs, cuda_graph=True)  # 3 warm-up steps, recorded
+    for _ in range(3):
+        eager.step()
+    for _ in range(2):  # replays
+        eager.step()
+        graph.step()
+    torch.cuda.synchronize()
+    for (name, a), b in zip(eager.model.named_parameters(), graph.model.parameters(),
+                            strict=True):
+        assert _rel(b, a) < 1e-5, name

@@ -1,6 +1,9 @@
-"""The one place a device name (``auto``, ``cpu``, ``cuda``, ``cuda:1``) becomes a device."""
+"""The one place a device name (``auto``, ``cpu``, ``cuda``, ``cuda:1``) becomes a device,
+and where the CPU cores this process may use are counted."""
 
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -19,3 +22,12 @@ def select_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} requested but CUDA is not available")
     return device
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask: a container's or
+    ``taskset``'s share, not the machine's count), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity masks on this platform
+        return os.cpu_count() or 1

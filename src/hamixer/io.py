@@ -21,6 +21,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     On any exception the temporary file is removed and ``path`` is left as it was.
     """
     path = Path(path)
+    if path.is_dir():  # else the rename fails naming the temporary file, not the user's path
+        raise HamixerError(f"cannot write {path}: it is a directory")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -36,7 +38,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
-        os.replace(tmp_path, path)
+        try:
+            os.replace(tmp_path, path)
+        except OSError as err:
+            raise HamixerError(f"cannot write {path}: {err.strerror or err}") from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

@@ -29,6 +29,8 @@ SYMMETRY_LABELS = {
     "update_cosine": "cos(ΔW2, ΔW1ᵀ) since the start",
     "qk_sym": "‖M_sym‖ / ‖M‖  (M = W_Qᵀ W_K)",
     "vo_sym": "‖N_sym‖ / ‖N‖  (N = W_O W_V)",
+    "vo_qk_cosine": "cos(W_O W_V, W_Qᵀ W_K)",
+    "qk_symmetry_score": "symmetry score of the layer's W_Qᵀ W_K",
 }
 
 
@@ -145,10 +147,19 @@ def plot_curves(curves: dict[str, list[list[dict[str, Any]]]], path: str | os.Pa
     save_figure(fig, path)
 
 
+#: Names of a Mixer sweep's models (``labels`` of :func:`plot_sweep`).
+_MIXER_LABELS = {"asym": "AsymMixer", "sym": "SymMixer", "para": "ParaMixer",
+                 "vanilla": "vanilla Mixer", "vit": "ViT",
+                 "ratio": "‖W̃‖ / ‖W1ᵀ‖ (mean over blocks and MLPs)"}
+
+
 def plot_sweep(agg: dict[str, Any], path: str | os.PathLike, metric: str = "best_acc",
-               title: str = "AsymMixer: accuracy vs symmetry-breaking penalty λ") -> None:
-    """Two panels: test accuracy vs λ with the reference levels; ‖W̃‖/‖W1ᵀ‖ vs λ. One line
-    per W̃ start."""
+               title: str = "AsymMixer: accuracy vs symmetry-breaking penalty λ",
+               labels: dict[str, str] | None = None) -> None:
+    """Two panels: test accuracy vs λ with the reference levels; the breaking ratio vs λ.
+    One line per W̃ start. ``labels``: the models' names and the ratio's (a Mixer sweep's
+    by default)."""
+    labels = {**_MIXER_LABELS, **(labels or {})}
     rows = agg["asym"]
     # λ = 0 sits one decade left of the smallest positive λ on the log axis, labelled "0".
     positive = [r["lambda"] for r in rows if r["lambda"] > 0]
@@ -159,15 +170,16 @@ def plot_sweep(agg: dict[str, Any], path: str | os.PathLike, metric: str = "best
     for i, init in enumerate(inits):
         sel = [r for r in rows if r.get("breaking_init", "xavier") == init]
         lams = [r["lambda"] if r["lambda"] > 0 else zero_at for r in sel]
-        label = "AsymMixer(λ)" + (f", W̃ start {init}" if len(inits) > 1 else "")
+        label = f"{labels['asym']}(λ)" + (f", W̃ start {init}" if len(inits) > 1 else "")
         ax1.errorbar(lams, [r[metric] for r in sel],
                      yerr=[r.get(f"{metric}_std", 0.0) for r in sel], marker="o", capsize=3,
                      color=f"C{i}", label=label)
         ax2.errorbar(lams, [r.get("breaking_ratio", math.nan) for r in sel],
                      yerr=[r.get("breaking_ratio_std", 0.0) for r in sel], marker="s",
                      capsize=3, color=f"C{i}", label=label)
-    styles = {"sym": ("SymMixer (tied)", "C3"), "para": ("ParaMixer (free)", "C2"),
-              "vanilla": ("vanilla Mixer (free, serial)", "C4"), "vit": ("ViT (timm)", "C5")}
+    styles = {"sym": (f"{labels['sym']} (tied)", "C3"), "para": (f"{labels['para']} (free)", "C2"),
+              "vanilla": (f"{labels['vanilla']} (free, serial)", "C4"),
+              "vit": ("ViT (timm)", "C5")}
     for kind, (label, color) in styles.items():
         ref = agg["reference"].get(kind)
         if not ref:
@@ -189,7 +201,7 @@ def plot_sweep(agg: dict[str, Any], path: str | os.PathLike, metric: str = "best
     ax1.set_title("accuracy")
     ax1.legend(fontsize=8)
     ax2.set_yscale("log")
-    ax2.set_ylabel("‖W̃‖ / ‖W1ᵀ‖ (mean over blocks and MLPs)")
+    ax2.set_ylabel(labels["ratio"])
     ax2.set_title("size of the symmetry-breaking matrix")
     if len(inits) > 1:
         ax2.legend(fontsize=8)
@@ -201,12 +213,14 @@ def plot_sweep(agg: dict[str, Any], path: str | os.PathLike, metric: str = "best
 #: Line styles of the W̃ starts (the colour is λ's) and of the references (in black).
 _INIT_STYLES = {"xavier": ("o", "-"), "zero": ("s", "--"), "free": ("^", ":")}
 _REFERENCE_STYLES = {"SymMixer": (0, (5, 2)), "ParaMixer": (0, (1, 1)),
-                     "vanilla Mixer": (0, (3, 1, 1, 1)), "ViT": (0, (6, 3))}
+                     "vanilla Mixer": (0, (3, 1, 1, 1)), "ViT": (0, (6, 3)),
+                     "SymFormer": (0, (5, 2)), "ParaFormer": (0, (1, 1))}
 
 
 def plot_sweep_epochs(asym: dict[tuple[float, str], dict[str, list[float]]],
                       refs: dict[str, list[float]], path: str | os.PathLike,
-                      title: str) -> None:
+                      title: str,
+                      ratio_label: str = _MIXER_LABELS["ratio"]) -> None:
     """Two panels against epoch: ‖W̃‖/‖W1ᵀ‖ of each AsymMixer run (from its start, log
     axis) and the test accuracy of every run. Colour: λ; marker and line: where W̃ started;
     references in black. A zero start's epoch 0 (W̃ = 0) has no place on the log axis: its
@@ -225,7 +239,7 @@ def plot_sweep_epochs(asym: dict[tuple[float, str], dict[str, list[float]]],
         ax2.plot(range(1, len(acc) + 1), acc, color="k", lw=1,
                  ls=_REFERENCE_STYLES.get(label, "--"), label=label)
     ax1.set_yscale("log")
-    ax1.set_ylabel("‖W̃‖ / ‖W1ᵀ‖ (mean over blocks and MLPs)")
+    ax1.set_ylabel(ratio_label)
     ax1.set_title("size of the symmetry-breaking matrix")
     ax2.set_ylabel("test top-1 (%)")
     ax2.set_title("accuracy")
@@ -379,5 +393,113 @@ def plot_run_curves(rows: Sequence[dict[str, Any]], path: str | os.PathLike,
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_capacity(name: str, sweep: dict[str, Any], path: str | os.PathLike,
+                  criterion: float) -> None:
+    """One figure of a ``hamixer memory capacity`` sweep: retrieval against the load, with
+    the theory (dashed) beside each measured curve."""
+    if name == "classical":
+        fig, axes = subplots(1, 2, figsize=(10, 3.8))
+        for units in sorted({r["N"] for r in sweep["rows"]}):
+            rows = [r for r in sweep["rows"] if r["N"] == units]
+            alpha = [r["alpha"] for r in rows]
+            axes[0].plot(alpha, [r["retrieved"] for r in rows], marker="o", label=f"N = {units}")
+            axes[1].plot(alpha, [r["overlap"] for r in rows], marker="o", label=f"N = {units}")
+        theory = sweep["theory"]
+        loads, overlaps = zip(*theory["overlap_curve"], strict=True)
+        axes[1].plot(loads, overlaps, "k--", label="AGS m(α)")
+        for ax in axes:
+            ax.axvline(theory["alpha_c"], color="k", lw=0.8, ls=":")
+            ax.set_xlabel("load α = P / N")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        axes[0].axvline(theory["alpha_at_criterion"], color="grey", lw=0.8, ls="--")
+        axes[0].set_ylabel(f"fraction retrieved (overlap ≥ {criterion})")
+        axes[1].set_ylabel("mean overlap of the fixed point")
+        fig.suptitle("Classical Hopfield network: dotted α_c = 0.138 (AGS); dashed: AGS m(α) "
+                     f"and the load where it falls to {criterion}", fontsize=9)
+    elif name == "polynomial":
+        degrees = sorted({r["n"] for r in sweep["rows"]})
+        fig, axes = subplots(1, len(degrees), figsize=(4.2 * len(degrees), 3.6), squeeze=False)
+        for ax, n in zip(axes[0], degrees, strict=True):
+            for units in sorted({r["N"] for r in sweep["rows"] if r["n"] == n}):
+                rows = [r for r in sweep["rows"] if r["n"] == n and r["N"] == units]
+                load = [r["load"] for r in rows]
+                (line,) = ax.plot(load, [r["retrieved"] for r in rows], marker="o",
+                                  label=f"N = {units}")
+                ax.plot(load, [r["theory_retrieved"] for r in rows], ls="--",
+                        color=line.get_color())
+            s = sweep["summary"][str(n)]
+            exponent = "–" if s["exponent"] is None else f"{s['exponent']:.2f}"
+            ax.set_title(f"F = x^{n}/{n}: P_c ∝ N^{exponent} (theory N^{n - 1})", fontsize=9)
+            ax.set_xscale("log")
+            ax.set_xlabel(f"P / N^{n - 1}")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        axes[0][0].set_ylabel(f"fraction retrieved (overlap ≥ {criterion})")
+        fig.suptitle("Dense associative memories; dashed: one-step signal-to-noise theory",
+                     fontsize=9)
+    elif name == "exponential":
+        fig, axes = subplots(1, 2, figsize=(10, 3.8))
+        for lag in dict.fromkeys(r["lagrangian"] for r in sweep["rows"]):
+            rows = [r for r in sweep["rows"] if r["lagrangian"] == lag]
+            axes[0].plot([r["P_over_N"] for r in rows], [r["retrieved"] for r in rows],
+                         marker="o", label=lag)
+        axes[0].set_xscale("log")
+        axes[0].set_xlabel(f"P / N  (N = {sweep['rows'][0]['N']})")
+        axes[0].set_ylabel(f"fraction retrieved (overlap ≥ {criterion})")
+        axes[0].legend(fontsize=8)
+        sizes = [g["N"] for g in sweep["growth"]]
+        caps = [g["capacity"] for g in sweep["growth"]]
+        axes[1].semilogy(sizes, caps, marker="o", label="log-sum-exp P_c, measured")
+        rate = sweep["summary"]["theory_rate"]
+        if caps and caps[0]:
+            axes[1].semilogy(sizes, [caps[0] * math.exp(rate * (n - sizes[0])) for n in sizes],
+                             "k--", label=f"guaranteed rate exp({rate:.3f} N)")
+        axes[1].set_xlabel("N")
+        axes[1].set_ylabel("capacity P_c")
+        axes[1].legend(fontsize=8)
+        for ax in axes:
+            ax.grid(alpha=0.3)
+        fig.suptitle("Exponential regime: log-sum-exp retrieves at P ≫ N", fontsize=9)
+    elif name == "images":
+        lags = list(dict.fromkeys(r["lagrangian"] for r in sweep["rows"]))
+        fig, axes = subplots(1, len(lags), figsize=(4.2 * len(lags), 3.6), squeeze=False)
+        for ax, lag in zip(axes[0], lags, strict=True):
+            for source, style in (("images", "-"), ("random", "--")):
+                rows = [r for r in sweep["rows"] if r["lagrangian"] == lag and
+                        r["source"] == source]
+                ax.plot([r["P"] for r in rows], [r["retrieved"] for r in rows], ls=style,
+                        marker="o", label=source)
+            ax.set_xscale("log")
+            ax.set_title(lag, fontsize=9)
+            ax.set_xlabel(f"P (N = {sweep['N']})")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        axes[0][0].set_ylabel(f"fraction retrieved (overlap ≥ {criterion})")
+        fig.suptitle("Correlated (image) memories against random ones", fontsize=9)
+    elif name == "beta":
+        counts = sorted({r["P"] for r in sweep["rows"]})
+        fig, axes = subplots(1, len(counts), figsize=(3.2 * len(counts), 3.4), squeeze=False,
+                             sharey=True)
+        for ax, count in zip(axes[0], counts, strict=True):
+            rows = [r for r in sweep["rows"] if r["P"] == count]
+            betas = [r["beta"] for r in rows]
+            for key, label in (("retrieved", "retrieved"), ("other_pattern", "another pattern"),
+                               ("mixture", "metastable mixture")):
+                ax.plot(betas, [r[key] for r in rows], marker="o", label=label)
+            ax.set_xscale("log")
+            ax.set_xlabel("β")
+            ax.set_title(f"P = {count}", fontsize=9)
+            ax.grid(alpha=0.3)
+        axes[0][0].set_ylabel("fraction of probes")
+        axes[0][-1].legend(fontsize=7)
+        fig.suptitle(f"Softmax memory on images (N = {sweep['N']}): β trades mixtures for "
+                     "retrieval", fontsize=9)
+    else:
+        raise ValueError(f"no figure for sweep {name!r}")
     fig.tight_layout()
     save_figure(fig, path)

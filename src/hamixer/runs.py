@@ -16,6 +16,35 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+#: The files that say a folder holds the results of a command (its run), by command: a
+#: command refuses to write into a folder holding any of them but its own run's to continue.
+RUN_RECORDS: dict[str, tuple[str, ...]] = {
+    "training run": ("last.json", "best.json", "metrics.jsonl", "summary.json"),
+    "memory run": ("model.safetensors", "config.json"),
+    "dynamics run": ("dynamics.json",),
+    "comparison": ("results.json",),
+    "sweep": ("sweep.json",),
+}
+
+
+def run_records(folder: str | os.PathLike) -> dict[str, list[str]]:
+    """The runs ``folder`` holds: kind → the record files of that kind found there."""
+    folder = Path(folder)
+    found = {kind: [n for n in names if (folder / n).is_file()]
+             for kind, names in RUN_RECORDS.items()}
+    return {kind: names for kind, names in found.items() if names}
+
+
+def refuse_existing_run(folder: str | os.PathLike, flag: str = "--out") -> None:
+    """A one-line error if ``folder`` already holds a run of any command (its files would be
+    overwritten); a new or empty folder passes."""
+    from .errors import HamixerError
+
+    found = run_records(folder)
+    if found:
+        what = "; ".join(f"a {kind} ({', '.join(names)})" for kind, names in found.items())
+        raise HamixerError(f"{folder} already holds {what}; choose another {flag}")
+
 
 def read_metrics(run_dir: str | os.PathLike, upto_epoch: int | None = None
                  ) -> list[dict[str, Any]]:

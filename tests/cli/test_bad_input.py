@@ -3,12 +3,14 @@ reads them (``1e-3``) are numbers."""
 
 import string
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hamixer.cli import main
-from hamixer.errors import ConfigError
+from hamixer.cli.flags import RECIPE_FLAGS
+from hamixer.errors import ConfigError, HamixerError
 from hamixer.train.config import FIELD_NAMES, TrainConfig, load_yaml, merge, parse_kv
 
 pytestmark = pytest.mark.integration  # runs the command line end to end
@@ -177,3 +179,384 @@ def test_eval_shows_top5_only_with_more_than_five_classes(tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", "--checkpoint", str(out), "--dataset", "digits"]) == 0
     assert "top-5" in capsys.readouterr().out  # ten classes
+
+
+# ------------------------------------------------ data that does not fit, files that are not
+def _write_idx(root, train_size=8, test_size=8, top_label=9, n=16):
+    """An MNIST-style IDX set: ``n`` images a split, labels cycling 0..``top_label``."""
+    root.mkdir(parents=True, exist_ok=True)
+    for prefix, size in (("train", train_size), ("t10k", test_size)):
+        for kind, arr in (("images-idx3", np.zeros((n, size, size), np.uint8)),
+                          ("labels-idx1", np.arange(n, dtype=np.uint8) % (top_label + 1))):
+            head = bytes([0, 0, 8, arr.ndim]) + b"".join(int(d).to_bytes(4, "big")
+                                                         for d in arr.shape)
+            (root / f"{prefix}-{kind}-ubyte").write_bytes(head + arr.tobytes())
+    return root
+
+
+def _write_folder(root, classes, empty=()):
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for name in classes:
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            if split == "train" and name in empty:
+                continue
+            for k in range(2):
+                Image.new("L", (8, 8), 40 * k).save(root / split / name / f"{k}.png")
+    return root
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--num-classes", "5"], "digits has labels up to 9 (10 classes) but the model's head "
+                             "has 5 outputs (num_classes=5)"),
+    (["--model-kwargs", "num_classes=3"], "head has 3 outputs (num_classes=3)"),
+])
+def test_labels_beyond_the_head_write_nothing(tmp_path, capsys, extra, message):
+    out = tmp_path / "run"
+    err = _one_line_exit_2(capsys, ["train", "--out", str(out), *TINY, *extra], out)
+    assert message in err
+
+
+def test_idx_labels_beyond_the_datasets_classes(tmp_path, capsys):
+    data = _write_idx(tmp_path / "idx", top_label=12)
+    out = tmp_path / "run"
+    err = _one_line_exit_2(capsys, ["train", "--out", str(out), *TINY, "--dataset", "mnist",
+                                    "--data-dir", str(data), "--model", "paramixer_n2_8"], out)
+    assert "train split: labels go from 0 to 12, but the dataset has 10 classes" in err
+
+
+@pytest.mark.parametrize("command", ["sweep", "compare"])
+def test_a_plan_whose_data_does_not_fit_leaves_no_run_folders(tmp_path, capsys, command):
+    out = tmp_path / "plan"
+    args = [command, "--out", str(out), "--jobs", "2", *TINY, "--num-classes", "4"]
+    args += ["--lambdas", "0"] if command == "sweep" else ["--models", "paramixer,symmixer"]
+    err = _one_line_exit_2(capsys, args, out)
+    assert "head has 4 outputs" in err
+
+
+def test_train_and_test_images_of_two_sizes(tmp_path, capsys):
+    data = _write_idx(tmp_path / "idx", train_size=12, test_size=8)
+    out = tmp_path / "run"
+    args = ["train", "--out", str(out), *TINY, "--dataset", "mnist", "--data-dir", str(data),
+            "--model", "paramixer_n2_8"]
+    err = _one_line_exit_2(capsys, args, out)
+    assert "the train images are 12×12 but the test images 8×8; pass --img-size N" in err
+    assert main([*args, "--img-size", "8"]) == 0  # an explicit resize is what was asked
+
+
+@pytest.mark.parametrize("classes, empty, message", [
+    (["only"], (), "train split: 1 class (only); a classifier needs at least 2"),
+    (["a", "b", "c"], ("b",), "train split: no images in the class folder 'b'"),
+])
+def test_image_folders_a_classifier_cannot_learn(tmp_path, capsys, classes, empty, message):
+    data = _write_folder(tmp_path / "folder", classes, empty)
+    out = tmp_path / "run"
+    err = _one_line_exit_2(capsys, ["train", "--out", str(out), *TINY, "--dataset",
+                                    "imagefolder", "--data-dir", str(data), "--img-size", "8"],
+                           out)
+    assert message in err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--seed", str(2**64)], f"seed must be in [0, {2**63 - 1}], got {2**64}"),
+    (["--threads", "0"], "threads must be >= 1, got 0"),
+    (["--img-size", "0"], "img_size must be >= 1, got 0"),
+    (["--limit-test", "0"], "limit_test must be >= 1, got 0"),
+    (["--limit-train", "0"], "limit_train must be >= 1, got 0"),
+    (["--lr", "inf"], "lr must be a finite number, got inf"),
+    (["--set", "hflip=nan"], "hflip must be a finite number, got nan"),
+    (["--warmup-epochs", "50"], "warmup_epochs 50 is longer than the run (1 epoch)"),
+    (["--model-kwargs", "num_blocks=0"], "num_blocks must be >= 1, got 0"),
+    (["--model-kwargs", "patch_size=0"], "patch_size must be >= 1, got 0"),
+    (["--model-kwargs", "asym_lambda=.inf"], "'asym_lambda' of paramixer_n2_8 must be finite"),
+    (["--data-dir", "/tmp"], "digits are built in (scikit-learn): --data-dir /tmp would not be "
+                             "read"),
+])
+def test_numbers_out_of_range_write_nothing(tmp_path, capsys, flags, message):
+    out = tmp_path / "run"
+    err = _one_line_exit_2(capsys, ["train", "--out", str(out), *TINY, *flags], out)
+    assert message in err
+
+
+def test_a_timm_constructors_refusal_is_one_line(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    argv = ["train", "--out", str(out), "--model", "vit_tiny_patch16_224", "--model-kwargs",
+            "img_size=8", "patch_size=4", "embed_dim=64", "num_heads=5", *TINY[3:]]
+    err = _one_line_exit_2(capsys, argv, out)
+    assert "timm's vit_tiny_patch16_224 refused the arguments" in err
+    assert "embed_dim=64, num_heads=5: AssertionError: dim should be divisible" in err
+    monkeypatch.setenv("HAMIXER_DEBUG", "1")  # the cause stays visible for a bug report
+    with pytest.raises(ConfigError) as info:
+        main(argv)
+    assert isinstance(info.value.__cause__, AssertionError)
+
+
+@pytest.mark.parametrize("content, message", [
+    (bytes(range(256)), "not a YAML file (binary data)"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(64), "not a YAML file (a PNG image)"),
+    (b"epochs: 1\nbatch_size: 32\nepochs: 2\n", "'epochs' is set twice (lines 1 and 3)"),
+    (b"", "no settings in it (an empty file would replace the dataset's recipe"),
+    (b"model_kwargs: {n_iter: 1, n_iter: 2}\n", "'n_iter' is set twice (lines 1 and 1)"),
+])
+def test_config_files_that_are_not_settings(tmp_path, capsys, content, message):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_bytes(content)
+    out = tmp_path / "run"
+    err = _one_line_exit_2(capsys, ["train", "--config", str(cfg), "--out", str(out), *TINY],
+                           out)
+    assert message in err and "c.yaml" in err
+
+
+def _pickle(path):
+    import pickle
+
+    path.write_bytes(pickle.dumps({"state_dict": {}}))
+
+
+def _torch_zip(path):
+    import torch
+
+    torch.save({"w": torch.zeros(2)}, path)
+
+
+def _png(path):
+    from PIL import Image
+
+    Image.new("RGB", (4, 4)).save(path, format="PNG")
+
+
+@pytest.mark.parametrize("command", ["eval", "symmetry"])
+@pytest.mark.parametrize("name, write, message", [
+    ("picture.png", _png, "is not a hamixer checkpoint but a PNG image"),
+    ("weights.json", _png, "is not a hamixer checkpoint but a PNG image"),
+    ("model.pth", _pickle, "is not a hamixer checkpoint but a Python pickle (never unpickled"),
+    ("model.pt", _torch_zip, "is not a hamixer checkpoint but a zip archive"),
+    ("missing.safetensors", None, "checkpoint not found: "),
+])
+def test_a_checkpoint_is_told_by_its_content(tmp_path, capsys, command, name, write, message):
+    path = tmp_path / name
+    if write is not None:
+        write(path)
+    argv = ["eval", "--checkpoint", str(path)] if command == "eval" else ["symmetry", str(path)]
+    err = _one_line_exit_2(capsys, argv, tmp_path / "nothing")
+    assert message in err and str(path) in err
+
+
+def test_bare_safetensors_say_what_they_lack(tmp_path, capsys):
+    import torch
+    from safetensors.torch import save_file
+
+    path = tmp_path / "w.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path))
+    err = _one_line_exit_2(capsys, ["eval", "--checkpoint", str(path)], tmp_path / "nothing")
+    assert "weights without w.json beside them" in err and "--initial-checkpoint" in err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One finished tiny run on digits, for the commands that read a run (copy it to change
+    it)."""
+    out = tmp_path_factory.mktemp("trained") / "run"
+    assert main(["train", "--model", "paramixer", "--out", str(out), *TINY]) == 0
+    return out
+
+
+@pytest.mark.parametrize("limit", ["0", "-5"])
+def test_eval_limit_below_one(trained, capsys, limit):
+    err = _one_line_exit_2(capsys, ["eval", "--checkpoint", str(trained), "--limit", limit],
+                           trained / "nothing")
+    assert f"--limit must be >= 1, got {limit}" in err
+
+
+def test_eval_on_another_dataset_says_so(trained, tmp_path, capsys):
+    folder = _write_folder(tmp_path / "folder", [str(k) for k in range(10)])
+    assert main(["eval", "--checkpoint", str(trained), "--dataset", "imagefolder",
+                 "--data-dir", str(folder)]) == 0
+    err = capsys.readouterr().err
+    assert err == ("warning: the model was trained on digits, not imagefolder: the accuracy "
+                   "compares digits's class numbers with imagefolder's labels\n")
+
+
+def _copy(run, tmp_path, *drop):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    for name in drop:
+        (copy / name).unlink()
+    return copy
+
+
+def _snapshot(folder):
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+
+
+@pytest.mark.parametrize("resume", ["flag", "path"])
+def test_resume_refuses_a_folder_without_its_last_checkpoint(trained, tmp_path, capsys, resume):
+    run = _copy(trained, tmp_path, "last.json", "last.safetensors", "last.state.safetensors")
+    before = _snapshot(run)
+    argv = (["--out", str(run), "--resume"] if resume == "flag"
+            else ["--resume", str(run / "best.safetensors")])
+    assert main(["train", "--model", "paramixer", *argv, *TINY]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no checkpoint there (no last.json in" in err, err
+    assert "resuming would start the run over" in err
+    assert _snapshot(run) == before
+    # without --resume, nothing is overwritten either
+    assert main(["train", "--model", "paramixer", "--out", str(run), *TINY]) == 2
+    assert "without the checkpoint where its training stopped (last.json)" in \
+        capsys.readouterr().err
+    assert _snapshot(run) == before
+
+
+def test_resume_of_a_mistyped_folder_starts_nothing(tmp_path, capsys):
+    out = tmp_path / "typo"
+    err = _one_line_exit_2(capsys, ["train", "--out", str(out), "--resume", *TINY], out)
+    assert f"--resume: no checkpoint there ({out} does not exist)" in err
+
+
+def test_resume_without_the_metrics_refuses_to_lose_the_history(trained, tmp_path, capsys):
+    run = _copy(trained, tmp_path, "metrics.jsonl")
+    before = _snapshot(run)
+    assert main(["train", "--model", "paramixer", "--out", str(run), "--resume", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the checkpoint is after epoch 1 but metrics.jsonl holds " \
+        "0 of those epochs" in err, err
+    assert _snapshot(run) == before
+
+
+def test_a_changed_setting_says_what_to_pass(trained, capsys):
+    assert main(["train", "--model", "paramixer", "--out", str(trained), "--resume", *TINY,
+                 "--lr", "0.001"]) == 2
+    err = capsys.readouterr().err
+    assert "was trained with lr=None, not 0.001; leave lr unset (the run's lr, " in err
+
+
+def test_a_run_failing_before_its_first_save_leaves_no_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    # the first update is finite, the second loss is not: no checkpoint was written
+    err = _one_line_exit_2(capsys, ["train", "--out", str(out), *TINY, "--batch-size", "16",
+                                    "--lr", "1e30", "--set", "warmup_epochs=0",
+                                    "clip_grad=null"], out)
+    assert "loss became nan at epoch 1 step 2" in err and "none was written" in err
+
+
+@pytest.mark.parametrize("command", [
+    ["memory", "train", "--epochs", "1", "--hidden", "8", "--no-progress", "--device", "cpu"],
+    ["dynamics", "--points", "5", "--t-max", "1", "--method", "rk4", "--tokens", "2",
+     "--channels", "2"],
+])
+def test_memory_and_dynamics_refuse_a_folder_holding_another_run(trained, tmp_path, capsys,
+                                                                 command):
+    before = _snapshot(trained)
+    assert main([*command, "--out", str(trained)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{trained} already holds a training run (last.json" in err
+    assert _snapshot(trained) == before
+    memory = tmp_path / "memory"
+    memory.mkdir()
+    (memory / "config.json").write_text('{"kind": "energy_memory"}')
+    assert main([*command, "--out", str(memory)]) == 2
+    assert "already holds a memory run (config.json)" in capsys.readouterr().err
+    assert [p.name for p in memory.iterdir()] == ["config.json"]
+
+
+def test_messages_name_what_the_user_can_act_on(trained, tmp_path, capsys):
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    assert main(["report", str(trained), "--out", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {folder} is a folder; give the report's file" in err
+    assert list(tmp_path.iterdir()) == [folder] and not any(folder.iterdir())
+    assert main(["energy", str(trained)]) == 2
+    assert "pass --pseudo for the pseudo-energy" in capsys.readouterr().err
+    assert main(["symmetry", "--model", "bogus"]) == 2
+    assert "unknown model 'bogus'" in capsys.readouterr().err
+
+
+def test_a_crashed_worker_is_a_crash_not_a_user_error(tmp_path, monkeypatch):
+    """A worker's traceback (exit 1) fails the plan with exit status 1; a worker's user
+    error (exit 2) stays exit 2."""
+    import subprocess
+    import sys
+
+    from hamixer.experiments import jobs
+    from hamixer.train.config import TrainConfig as Config
+
+    def fake_start(self, slot, index):  # a worker that exits with the code its label says
+        job = self.jobs[index]
+        out = tmp_path / job.label
+        out.mkdir(exist_ok=True)
+        code = int(job.label[-1])
+        with open(out / "job.log", "w") as log:
+            proc = subprocess.Popen([sys.executable, "-c", "import sys; print('RuntimeError: "
+                                     f"boom'); sys.exit({code})"], stdout=log)
+        self.running[slot] = (index, proc, self._bar(slot, index))
+
+    monkeypatch.setattr(jobs._Pool, "_start", fake_start)
+    monkeypatch.setattr(jobs, "POLL_SECONDS", 0.05)
+    plan = [jobs.Job(f"job{k}", Config(out=str(tmp_path / f"job{k}"), epochs=1))
+            for k in (1, 2)]
+    with pytest.raises(jobs.WorkerCrashed) as info:
+        jobs._Pool(plan, 2, print, progress=False).run()
+    assert info.value.exit_code == 1 and "1 of 2 runs crashed (a bug" in str(info.value)
+    assert "job1 (exit 1; see" in str(info.value) and "RuntimeError: boom" in str(info.value)
+    with pytest.raises(HamixerError) as info:
+        jobs._Pool(plan[1:], 2, print, progress=False).run()
+    assert not isinstance(info.value, jobs.WorkerCrashed)
+
+
+def _flag_values(kind):
+    """Numbers of a flag's type as a user could type them: huge, negative, NaN, inf."""
+    ints = st.one_of(st.integers(-10, 10), st.integers(), st.sampled_from([2**63, 2**64]))
+    floats = st.one_of(st.floats(), st.floats(-2, 2), st.sampled_from([1e308, -0.0]))
+    return ints if kind is int else st.one_of(floats, ints)
+
+
+_NUMERIC_FLAGS = [(flag, field, kind) for flag, field, kind, _ in RECIPE_FLAGS
+                  if kind in (int, float)] + [("--epochs", "epochs", int),
+                                              ("--batch-size", "batch_size", int),
+                                              ("--seed", "seed", int)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), flag=st.sampled_from(_NUMERIC_FLAGS))
+def test_fuzz_numeric_flags_are_in_range_or_refused(data, flag):
+    """Any number for any numeric flag of ``train``: a config whose every setting is in its
+    range (``RANGES``), or a ConfigError; never another exception."""
+    import math
+
+    from hamixer.cli.flags import config_from_args
+    from hamixer.cli.main import build_parser
+    from hamixer.train.config import RANGES
+
+    name, field, kind = flag
+    value = data.draw(_flag_values(kind))
+    args = build_parser().parse_args(["train", "--out", "unused", f"{name}={value}"])
+    try:
+        cfg = config_from_args(args)
+    except ConfigError:
+        return
+    got = getattr(cfg, field)
+    assert got is None or math.isfinite(got)
+    low, high, _, _ = RANGES.get(field, (None, None, True, True))
+    assert got is None or ((low is None or got >= low) and (high is None or got <= high))
+
+
+def test_ctrl_c_while_the_command_line_starts_is_one_line(monkeypatch, capsys):
+    import importlib
+
+    cli_main = importlib.import_module("hamixer.cli.main")  # the module (the package's main is
+                                                           # its function)
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_main, "build_parser", interrupted)
+    monkeypatch.delenv("HAMIXER_DEBUG", raising=False)
+    assert cli_main.main(["train", "--help"]) == 130
+    assert capsys.readouterr().err == "hamixer: stopped (interrupted)\n"
+    monkeypatch.setenv("HAMIXER_DEBUG", "1")
+    with pytest.raises(KeyboardInterrupt):
+        cli_main.main(["train"])

@@ -65,6 +65,7 @@ def _wait_for_mid_epoch_checkpoint(proc, out, epoch):
     raise AssertionError("no mid-epoch checkpoint appeared")
 
 
+@pytest.mark.slow  # killed subprocesses, resumed
 def test_sigterm_then_sigkill_mid_epoch_then_resume_is_bitwise_identical(tmp_path, reference,
                                                                          capsys):
     out = tmp_path / "run"
@@ -190,6 +191,7 @@ def test_checkpoints_of_another_architecture_or_corrupt_are_refused(tmp_path, ca
     _one_line_error(capsys)
 
 
+@pytest.mark.slow  # torchrun
 @pytest.mark.parametrize("model", [
     ["paramixer", "--model-kwargs", "num_blocks=1", "embed_dim=16"],
     ["vit_tiny_patch16_224", "--model-kwargs", "img_size=8", "patch_size=2", "embed_dim=16",

@@ -1,4 +1,4 @@
-"""``--log-wandb`` (an optional extra) and timm's ``-j/--workers``."""
+"""``--log-wandb`` (an optional extra); timm's ``-j/--workers`` is not a hamixer flag."""
 
 import json
 import sys
@@ -41,7 +41,12 @@ def test_log_wandb_sends_every_epoch_row(tmp_path, monkeypatch):
     assert [c[2]["test_acc"] for c in logged] == [r["test_acc"] for r in rows]
 
 
-def test_timm_workers_flag_is_accepted_and_recorded(tmp_path):
+def test_timm_workers_flag_is_refused_before_anything_is_written(tmp_path, capsys):
+    """The data is in memory and batched in the training process: there are no workers to
+    set, so the flag is an error like any other unknown one, not silently ignored."""
     out = tmp_path / "run"
-    assert main(["train", "-j", "4", "--out", str(out), *SMALL]) == 0
-    assert "workers: 4" in (out / "args.yaml").read_text()
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "-j", "4", "--out", str(out), *SMALL])
+    assert stop.value.code == 2
+    assert "unrecognized arguments: -j 4" in capsys.readouterr().err
+    assert not out.exists()

@@ -183,3 +183,32 @@ def test_image_folder_random_bytes(tmp_path_factory, data, suffix):
     out = _only_hamixer_errors(load_image_folder, root, True, 8, 3)
     if out is not None:  # the bytes happened to be an image
         assert out.images.shape[1:] == (8, 8, 3)
+
+
+# --------------------------------------------------------- what a model needs of the data
+@FUZZ
+@given(st.integers(1, 12), st.integers(1, 12), st.lists(st.integers(0, 255), min_size=1,
+                                                        max_size=12))
+def test_idx_dataset_labels_and_sizes(tmp_path_factory, train_size, test_size, labels):
+    """Any labels, any image size per split: a split whose labels are the dataset's classes
+    (two at least in training), or one line; and a run's data check (one size in both
+    splits) refuses what the pipeline would silently resize."""
+    from hamixer.data import load_split
+    from hamixer.train.config import TrainConfig
+    from hamixer.train.setup import load_data
+
+    root = tmp_path_factory.mktemp("idx")
+    for prefix, size in (("train", train_size), ("t10k", test_size)):
+        images = np.zeros((len(labels), size, size), np.uint8)
+        for kind, arr in (("images-idx3", images), ("labels-idx1", np.array(labels, np.uint8))):
+            (root / f"{prefix}-{kind}-ubyte").write_bytes(
+                bytes([0, 0, 8, arr.ndim]) + b"".join(struct.pack(">I", d) for d in arr.shape)
+                + arr.tobytes())
+    for train in (True, False):
+        split = _only_hamixer_errors(load_split, "mnist", train, root)
+        if split is not None:
+            assert 0 <= split.labels.min() and split.labels.max() < len(split.classes)
+    cfg = TrainConfig(dataset="mnist", data_dir=str(root))
+    fits = _only_hamixer_errors(load_data, cfg, 8)
+    if fits is not None:
+        assert train_size == test_size and max(labels) < 10

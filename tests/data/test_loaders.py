@@ -216,6 +216,7 @@ def test_missing_dataset_says_where_it_looked(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "\n" not in err
     assert "cifar100 not found" in err and "looked in" in err and "--data-dir" in err
+    assert f"{tmp_path / 'cifar100'}, from HAMIXER_DATA_DIR={tmp_path}" in err  # the value
     rc = main(["train", "--dataset", "fashion-mnist", "--data-dir", str(tmp_path / "nope"),
                "--epochs", "1", "--out", str(tmp_path / "run"), "--quiet"])
     err = capsys.readouterr().err.strip()

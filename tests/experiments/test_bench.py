@@ -110,3 +110,47 @@ def test_group_compiles_overrides_the_batch_and_skips_after_the_deadline():
     rows, skipped = measure_group(["timm", "paramixer"], "8", 4, "fp32", "infer", dev, limit,
                                   rounds=1, warmup=0, deadline=time.monotonic() - 1)
     assert rows == [] and skipped == ["timm", "paramixer"]
+
+
+def test_analytic_flops_follow_the_size_mlp_ratio():
+    # m4_28's channel MLP is 2C wide, not 4C: timm's MlpMixer gets the same ratio
+    model = build_candidate("timm", "m4_28")
+    counted = 2 * count_macs(model, tuple(model.pretrained_cfg["input_size"]))
+    assert mixer_flops(mixer_geometry("m4_28")) == counted
+    assert mixer_geometry("m4_28")["H_ch"] == 2 * mixer_geometry("m4_28")["C"]
+
+
+def test_unknown_size_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown shape 'z9_9'"):
+        mixer_geometry("z9_9")
+
+
+def test_any_model_is_counted_with_attention_as_matrix_products():
+    from hamixer.experiments.bench import counted_flops, forward_flops
+
+    # vit_n2_8: 16 patches of 1×2×2 and a class token (S = 17), width 64, 4 blocks, MLP 2×,
+    # 10 classes; the attention products QKᵀ and AV are S·S·C multiply-accumulates each
+    s, c = 17, 64
+    block = s * c * 3 * c + s * c * c + 2 * s * c * 2 * c + 2 * s * s * c
+    macs = 16 * 4 * c + 4 * block + c * 10
+    vit = build_candidate("vit_n2_8", "n2_8")
+    assert counted_flops(vit) == forward_flops("vit_n2_8", "n2_8", vit) == 2 * macs
+
+
+def test_graphed_and_mode_compiled_steps_and_the_kernel_breakdown_on_cpu():
+    from hamixer.experiments.bench import measure_group
+
+    dev = torch.device("cpu")
+    # a CUDA graph has nothing to record on a CPU: the step runs as written (the dry run)
+    rows, _ = measure_group(["vit_n2_8", "paramixer"], "n2_8", 2, "bf16", "train", dev, None,
+                            rounds=1, warmup=1, cuda_graph=True, profile_top=3)
+    assert [r["reference"] for r in rows] == ["vit_n2_8"] * 2  # no timm: the first sets ratios
+    assert rows[0]["ratio_vs_timm"] == 1.0 and rows[0]["frac_of_mm_limit"] is None
+    for r in rows:
+        k = r["kernels"]
+        assert r["cuda_graph"] and k["by"] == "cpu time" and 1 <= len(k["top"]) <= 3
+        assert k["top"][0]["us"] >= k["top"][-1]["us"] > 0
+        assert 0 < sum(x["share"] for x in k["top"]) <= 1 + 1e-9
+    rows, _ = measure_group(["timm"], "n2_8", 2, "fp32", "train", dev, None, rounds=1,
+                            warmup=1, compile_backend="eager", compile_mode="reduce-overhead")
+    assert rows[0]["compile_mode"] == "reduce-overhead" and "kernels" not in rows[0]

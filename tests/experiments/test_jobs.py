@@ -19,6 +19,7 @@ TINY = ["--model-kwargs", "num_blocks=1", "embed_dim=16", "--limit-train", "64",
         "--limit-test", "32", "--batch-size", "32", "--quiet", "--dataset", "digits"]
 
 
+@pytest.mark.slow  # a pool of worker processes
 def test_compare_with_two_jobs_matches_one_job(tmp_path, capsys):
     args = ["compare", "--models", "paramixer,symmixer", "--seeds", "0", "--epochs", "2",
             *TINY]
@@ -36,6 +37,7 @@ def test_compare_with_two_jobs_matches_one_job(tmp_path, capsys):
     assert "| paramixer_n2_8 |" in table and "| symmixer_n2_8 |" in table
 
 
+@pytest.mark.slow  # a pool of worker processes
 def test_failed_worker_is_named(tmp_path, capsys):
     out = tmp_path / "cmp"
     args = ["compare", "--models", "paramixer,symmixer", "--seeds", "0", "--epochs", "1",
@@ -151,6 +153,7 @@ def _stopped_with_state_saved(out: Path) -> None:
         assert "stopped by SIGTERM" in (run / "job.log").read_text()
 
 
+@pytest.mark.slow  # killed worker processes
 @LINUX_PROC
 def test_sigterm_stops_every_worker_cleanly(plan_out):
     out = plan_out
@@ -164,6 +167,7 @@ def test_sigterm_stops_every_worker_cleanly(plan_out):
     _stopped_with_state_saved(out)
 
 
+@pytest.mark.slow  # killed worker processes
 @LINUX_PROC
 def test_workers_of_a_killed_command_stop_by_themselves(plan_out):
     out = plan_out
@@ -213,3 +217,16 @@ def test_progress_to_a_file_is_one_line_per_epoch(tmp_path, capsys):
     assert [x.split(" (")[0] for x in lines] == ["[5/24] m seed 0: epoch 1/10, test 80.00%",
                                                  "[5/24] m seed 0: epoch 2/10, test 81.50%"]
     assert "\r" not in "".join(lines) and "\x1b" not in "".join(lines)
+
+
+def test_workers_share_the_cores_this_process_may_use(monkeypatch):
+    """A process given 2 of 8 cores (a container's share, ``taskset``) splits those 2, not
+    the machine's 8, between its workers."""
+    from hamixer.experiments.jobs import Job, _Pool
+    from hamixer.train.config import TrainConfig
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {2, 5}, raising=False)
+    jobs = [Job(f"j{k}", TrainConfig(out=f"unused{k}", device="cpu")) for k in range(2)]
+    assert _Pool(jobs, 2, print, progress=False).threads == 1
+    assert _Pool(jobs[:1], 1, print, progress=False).threads == 2

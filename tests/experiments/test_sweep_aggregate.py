@@ -5,8 +5,8 @@ from hamixer.experiments.sweep import (
     aggregate,
     format_sweep_md,
     middle_note,
-    plot_sweep,
 )
+from hamixer.plots import plot_sweep
 
 
 def _records():

@@ -150,6 +150,34 @@ def test_attention_measures_per_head_and_mean():
     assert out["vo_sym"] == pytest.approx(sum(out["per_head"]["vo_sym"]) / 2)
 
 
+def test_value_output_against_query_key_per_head():
+    """cos(N, M) and ‖N − M‖/‖M‖ of N = W_O^h W_V^h, M = W_Q^hᵀ W_K^h against the [D, D]
+    matrices themselves; 1 and 0 for the tied map, −1 and 2 for its negative."""
+    torch.manual_seed(0)
+    d, heads, hd = 8, 2, 4
+    q, k, v = torch.randn(heads * hd, d), torch.randn(heads * hd, d), torch.randn(heads * hd, d)
+    proj = torch.randn(d, heads * hd)
+    out = attention_weight_symmetry(torch.cat([q, k, v]), proj, heads)
+    for h in range(heads):
+        rows = slice(h * hd, (h + 1) * hd)
+        n = proj[:, rows].double() @ v[rows].double()
+        m = q[rows].double().t() @ k[rows].double()
+        cos = ((n * m).sum() / (n.norm() * m.norm())).item()
+        assert out["per_head"]["vo_qk_cosine"][h] == pytest.approx(cos)
+        assert out["per_head"]["vo_qk_distance"][h] == pytest.approx(
+            ((n - m).norm() / m.norm()).item())
+    assert out["vo_qk_cosine"] == pytest.approx(sum(out["per_head"]["vo_qk_cosine"]) / 2)
+    # tied: W_O = W_Qᵀ per head (proj's column block h), W_V = W_K; then its negative
+    tied = attention_weight_symmetry(torch.cat([q, k, k]), q.t(), heads)
+    assert tied["per_head"]["vo_qk_cosine"] == pytest.approx([1.0, 1.0])
+    assert tied["vo_qk_distance"] == pytest.approx(0.0, abs=1e-7)
+    neg = attention_weight_symmetry(torch.cat([q, k, -k]), q.t(), heads)
+    assert neg["vo_qk_cosine"] == pytest.approx(-1.0) and neg["vo_qk_distance"] == \
+        pytest.approx(2.0)
+    wide = attention_weight_symmetry(torch.cat([q, k, v]), torch.randn(d + 1, heads * hd), heads)
+    assert math.isnan(wide["vo_qk_cosine"]) and not math.isnan(wide["qk_symmetry_score"])
+
+
 def test_references_are_chance_levels_and_cached():
     model = tiny_vit()
     mlp = model_symmetry(model, references=True)[0]
@@ -160,6 +188,8 @@ def test_references_are_chance_levels_and_cached():
     assert ref["coupling_antisym"]["mean"] == pytest.approx(0.71, abs=0.03)
     assert attn["init"]["qk_sym"]["mean"] == pytest.approx(0.71, abs=0.05)
     assert attn["init"]["qk_sym"]["std"] > 0
+    assert abs(attn["init"]["vo_qk_cosine"]["mean"]) < 0.05  # independent maps: about 0
+    assert attn["init"]["vo_qk_distance"]["mean"] == pytest.approx(math.sqrt(2), abs=0.05)
     # an untrained ViT reads like its reference; the cache answers the second block
     assert attn["qk_sym"] == pytest.approx(attn["init"]["qk_sym"]["mean"], abs=0.05)
     found = find_attention(model)
@@ -177,7 +207,10 @@ def test_vit_tied_reads_symmetric_and_flat_keys():
     for r in report["attention"]:
         assert r["qk_antisym"] == pytest.approx(0.0, abs=1e-6)
         assert r["qk_sym"] == pytest.approx(1.0)
-        assert len(r["per_head"]["qk_sym"]) == 2 and r["vo_sym"] < 0.9
+        assert len(r["per_head"]["qk_sym"]) == 2
+        # the tied start of energy attention: W_O^h W_V^h = W_Q^hᵀ W_K^h = W_Q^hᵀ W_Q^h
+        assert r["vo_sym"] == pytest.approx(1.0) and r["vo_qk_cosine"] == pytest.approx(1.0)
+        assert r["per_head"]["vo_qk_distance"] == pytest.approx([0.0, 0.0], abs=1e-7)
     flat = symmetry_hook(model, 1)
     assert {"sym/0.attn.qk_sym", "sym/1.attn.vo_antisym", "sym/mean.attn.qk_sym",
             "sym/1.mlp.cosine", "sym/mean.mlp.coupling_antisym"} <= set(flat)

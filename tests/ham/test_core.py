@@ -119,6 +119,8 @@ def test_bad_inputs_raise():
     ham = make_ham()
     with pytest.raises(ValueError, match="unknown layer"):
         HAM(dict(ham.neurons), {"x": DenseSynapse("visible", "nope", torch.zeros(2, 12))})
+    with pytest.raises(ValueError, match="at least one layer"):
+        HAM({}, {})
     states = random_states(ham, 2)
     states["h1"] = states["h1"][:, :3]
     with pytest.raises(ValueError, match="shape"):

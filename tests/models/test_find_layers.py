@@ -134,16 +134,54 @@ def test_tie_symmetric_on_vit():
     torch.manual_seed(0)
     model = tiny_vit()
     tied = tie_symmetric(model)
-    assert tied == {"mlp": ["blocks.0.mlp", "blocks.1.mlp"],
-                    "attention": ["blocks.0.attn", "blocks.1.attn"]}
+    attention = ["blocks.0.attn", "blocks.1.attn"]
+    assert tied == {"mlp": ["blocks.0.mlp", "blocks.1.mlp"], "attention": attention,
+                    "value_output": attention}
     for layer in find_mlps(model):
         assert torch.equal(layer.w2, layer.w1.t())
     for layer in find_attention(model):
-        q, k, _, _ = layer.heads()
-        assert torch.equal(q, k)
+        assert_tied_heads(layer)
         n = layer.num_heads * layer.head_dim
         assert torch.equal(layer.module.qkv.bias[:n], layer.module.qkv.bias[n: 2 * n])
     model(torch.randn(2, 1, 28, 28))  # still a working model
+
+
+def assert_tied_heads(layer) -> None:
+    """Every head: W_O^h W_V^h = W_Q^hᵀ W_K^h ([D, D]) and W_Q^hᵀ W_K^h symmetric."""
+    q, k, v, o_t = layer.heads()
+    for h in range(layer.num_heads):
+        qk = q[h].t() @ k[h]
+        assert torch.allclose(o_t[h].t() @ v[h], qk, atol=1e-7)
+        assert torch.allclose(qk, qk.t(), atol=1e-7)
+
+
+def test_tie_symmetric_ties_value_and_output_and_keeps_their_biases():
+    """The tied start of energy attention for separate projections too (EVA), with the value
+    and output biases left as they were; a proj to another width gets the QK tie only."""
+    from timm.models.eva import EvaAttention
+
+    torch.manual_seed(0)
+    attn = EvaAttention(12, num_heads=3, qkv_fused=False, scale_norm=False)
+    assert attn.k_proj.bias is None  # EVA: query and value biases, no key bias
+    with torch.no_grad():
+        for name in ("q_proj", "v_proj", "proj"):
+            getattr(attn, name).bias.normal_()
+    biases = {name: getattr(attn, name).bias.clone() for name in ("q_proj", "v_proj", "proj")}
+    model = Blocks(attn=attn)
+    assert tie_symmetric(model)["value_output"] == ["blocks.0.attn"]
+    (layer,) = find_attention(model)
+    assert_tied_heads(layer)
+    assert torch.equal(attn.v_proj.weight, attn.q_proj.weight)
+    assert torch.equal(attn.proj.weight, attn.q_proj.weight.t())
+    for name, bias in biases.items():
+        assert torch.equal(getattr(attn, name).bias, bias)
+
+    wide = Attention(12, num_heads=3)
+    wide.proj = nn.Linear(12, 10)
+    before = wide.proj.weight.clone()
+    assert tie_symmetric(Blocks(attn=wide)) == {"mlp": [], "attention": ["blocks.0.attn"],
+                                                "value_output": []}
+    assert torch.equal(wide.proj.weight, before)
 
 
 def test_tie_symmetric_ties_glu_value_half_and_leaves_tied_mixers():
@@ -153,5 +191,5 @@ def test_tie_symmetric_ties_glu_value_half_and_leaves_tied_mixers():
     assert torch.equal(found.w2, found.w1.t())
     sym = create_model("symmixer_n2_8")
     before = {k: v.clone() for k, v in sym.state_dict().items()}
-    assert tie_symmetric(sym) == {"mlp": [], "attention": []}
+    assert tie_symmetric(sym) == {"mlp": [], "attention": [], "value_output": []}
     assert all(torch.equal(v, sym.state_dict()[k]) for k, v in before.items())

@@ -45,6 +45,7 @@ def test_small_models_forward_backward(name):
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
 
 
+@pytest.mark.slow  # 224 px models: up to minutes each on 2 cores
 @pytest.mark.parametrize("name", LARGE)
 def test_paper_size_models_forward_backward(name):
     model = timm.create_model(name)

@@ -8,7 +8,8 @@ from hamixer.models.summary import summarize, summarize_by_name
 
 
 @pytest.mark.parametrize("name", ["mlpmixer_s16_224", "symmixer_b16_224", "asymmixer_m4_28",
-                                  "imixer_t4_28", "vanillamixer_n2_8", "vit_m4_28"])
+                                  "imixer_t4_28", "vanillamixer_n2_8", "vit_m4_28",
+                                  "symformer_m4_28", "asymformer_s16_224"])
 def test_counting_one_block_gives_the_numbers_of_the_whole_model(name):
     with torch.device("meta"):
         whole = summarize(name, create_model(name))

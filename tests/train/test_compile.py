@@ -43,6 +43,7 @@ def _rows(out):
     return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow  # torch.compile: about 50 s
 def test_compiled_training_matches_eager_and_saves_plain_keys(tmp_path, monkeypatch):
     compiled = []
     real_compile = torch.compile

@@ -45,8 +45,10 @@ def model_from_args(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """``--model`` with its weights, in eval mode, and a description of it shaped like a
     checkpoint's metadata (``model``, ``model_kwargs``, ``path``, ``epoch`` = None)."""
     from ..models import create_model, load_external
+    from ..models.registry import model_source
     from ..train.config import parse_kv
 
+    model_source(args.model)  # an unknown name is that, whatever weights were (not) given
     kwargs = parse_kv(args.model_kwargs)
     pretrained = getattr(args, "pretrained", False)
     if pretrained and args.initial_checkpoint:

@@ -13,6 +13,7 @@ DEFAULT_MODELS = "vanillamixer,paramixer,symmixer,asymmixer"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ._launcher import add_launcher_arguments
     from .flags import add_config_arguments
 
     p.add_argument("--models", default=DEFAULT_MODELS,
@@ -27,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="output directory (default runs/compare-DATASET; timm: --output)")
     add_jobs_argument(p)
     add_config_arguments(p, compare=True)
+    add_launcher_arguments(p, plan=True)
 
 
 def add_jobs_argument(p: argparse.ArgumentParser) -> None:
@@ -72,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..experiments.compare import run_compare
     from ..provenance import command_line
+    from ._launcher import plan_launcher
     from .flags import config_from_args, resolve_model_name
 
     seeds = _seeds(args.seeds)
@@ -100,8 +103,12 @@ def run(args: argparse.Namespace) -> int:
         if tied:
             print(f"--init symmetric applies to free MLPs only; {', '.join(tied)} start as "
                   "usual")
+    launcher = plan_launcher(args, out, "compare")
     res = run_compare(base, models, seeds, out, symmetry=not args.no_symmetry,
-                      command=command_line(), jobs=args.jobs, n_iters=n_iters)
+                      command=command_line(), jobs=args.jobs, n_iters=n_iters,
+                      launcher=launcher)
+    if res is None:  # submitted, not waited for
+        return 0
     finish(out, res["table"], ("results.md", "results.json", "curves.png"))
     return 0
 

@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..experiments.dynamics import DynamicsConfig, run_dynamics
     from ..ham.dynamics import METHODS
+    from ..runs import refuse_existing_run
 
     for name in ("tokens", "channels", "starts", "points"):
         if getattr(args, name) < 1:
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--weight-scale and --asym-scale must be >= 0")
     if args.method not in METHODS:
         raise ConfigError(f"unknown --method {args.method!r}; choose one of {', '.join(METHODS)}")
+    refuse_existing_run(args.out)
     cfg = DynamicsConfig(**{f.name: getattr(args, f.name) for f in fields(DynamicsConfig)})
     summary = run_dynamics(cfg)
     from ..provenance import record_command

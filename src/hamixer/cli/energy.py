@@ -37,7 +37,10 @@ def run(args: argparse.Namespace) -> int:
     model, meta = load_model(args.checkpoint, prefer=args.prefer)
     name = args.dataset or meta["dataset"]["name"]
     images = test_images(meta, args.images, name, args.data_dir)
-    per_block = iterated_energies(model, images, pseudo=args.pseudo)
+    try:
+        per_block = iterated_energies(model, images, pseudo=args.pseudo)
+    except ConfigError as err:  # the library's argument is this command's flag
+        raise ConfigError(str(err).replace("pass pseudo=True", "pass --pseudo")) from err
     summary = descent_summary(per_block)
     if args.json:
         print(json.dumps({"checkpoint": meta["path"], "model": meta["model"],

@@ -39,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be >= 1, got {args.limit}")
     device = select_device(args.device)
     model, meta = _model_and_meta(args, device)
     ds = meta["dataset"]
@@ -55,6 +57,11 @@ def run(args: argparse.Namespace) -> int:
     if len(split.classes) != ds["num_classes"]:
         raise HamixerError(f"{name} has {len(split.classes)} classes; the model predicts "
                            f"{ds['num_classes']} ({ds['name']})")
+    if name != ds["name"]:
+        import sys
+
+        print(f"warning: the model was trained on {ds['name']}, not {name}: the accuracy "
+              f"compares {ds['name']}'s class numbers with {name}'s labels", file=sys.stderr)
     batches = ImageBatches(split, args.batch_size, ds["img_size"], tuple(ds["mean"]),
                            tuple(ds["std"]), ds["num_classes"], train=False, device=device,
                            limit=args.limit)

@@ -10,7 +10,7 @@ import argparse
 from typing import Any
 
 from ..errors import ConfigError
-from ..train.config import CONFIG_DIR, TrainConfig, load_yaml, merge, parse_kv
+from ..train.config import COMPILE_MODES, CONFIG_DIR, TrainConfig, load_yaml, merge, parse_kv
 
 # flag → (config field, type, help); every flag defaults to "not given".
 RECIPE_FLAGS: list[tuple[str, str, Any, str]] = [
@@ -44,7 +44,7 @@ RECIPE_FLAGS: list[tuple[str, str, Any, str]] = [
 
 #: timm's names of our flags (timm's train.py is what users of this field bring).
 TIMM_ALIASES = {"--label-smoothing": ("--smoothing",), "--batch-size": ("-b",),
-                "--compile": ("--torchcompile",)}
+                "--compile": ("--torchcompile",), "--compile-mode": ("--torchcompile-mode",)}
 
 
 def add_config_arguments(p: argparse.ArgumentParser, compare: bool = False) -> None:
@@ -83,6 +83,19 @@ def add_config_arguments(p: argparse.ArgumentParser, compare: bool = False) -> N
     p.add_argument("--compile", *TIMM_ALIASES["--compile"], action="store_true", default=S,
                    dest="compile", help="torch.compile the training step (timm's "
                    "--torchcompile); checkpoints keep the plain module's keys")
+    p.add_argument("--compile-mode", *TIMM_ALIASES["--compile-mode"], default=S,
+                   metavar="MODE", help="torch.compile's mode (timm's --torchcompile-mode; "
+                   f"implies --compile): {', '.join(COMPILE_MODES)}; reduce-overhead replays "
+                   "CUDA graphs, max-autotune also searches GEMM kernels")
+    p.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=S,
+                   help="TensorFloat-32 float32 matmuls and convolutions on CUDA (default: on, "
+                        "as timm's train.py; --no-tf32: full float32); no effect on a CPU")
+    p.add_argument("--channels-last", action="store_true", default=S,
+                   help="images and the model's 4-D weights in channels-last memory order "
+                        "(timm's flag): speeds up convolutions on CUDA (timm's ConvNets, the "
+                        "conv stems of its ViT and MlpMixer); no effect on the result, nor on "
+                        "1-channel images (the same bytes), and hamixer's Mixers embed patches "
+                        "as a GEMM on unfolded patches, which reads either layout")
     if not compare:
         p.add_argument("--seed", type=int, default=S)
     p.add_argument("--quiet", action="store_true", default=S, help="no progress bar or log")
@@ -91,8 +104,8 @@ def add_config_arguments(p: argparse.ArgumentParser, compare: bool = False) -> N
                         "evaluate and checkpoint it, log the raw weights' accuracy beside it")
     p.add_argument("--init", choices=["default", "symmetric"], default=S,
                    help="symmetric: start free MLPs (vanillamixer, paramixer, a timm model's) "
-                        "at W2 = W1ᵀ and attention at W_K = W_Q exactly, to watch training "
-                        "break the symmetry")
+                        "at W2 = W1ᵀ and attention at W_K = W_Q, W_V = W_K and W_O = W_Qᵀ per "
+                        "head exactly, to watch training break the symmetry")
     p.add_argument("--no-symmetry", action="store_true", dest="no_symmetry",
                    help="do not log the weight-symmetry measures every epoch (sym/... keys "
                         "in metrics.jsonl, symmetry.png)")
@@ -135,11 +148,26 @@ def resume_from(path: str, out: str | None) -> dict[str, Any]:
     from pathlib import Path
 
     run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
-    if not (run_dir / "last.json").is_file() and not (run_dir / "best.json").is_file():
-        raise ConfigError(f"--resume {path}: no checkpoint there (last.json)")
+    check_resumable(run_dir, f"--resume {path}")
     if out is not None and Path(out).resolve() != run_dir.resolve():
         raise ConfigError(f"--resume {path} is a run in {run_dir}, not in --out {out}")
     return {"out": str(run_dir), "resume": True}
+
+
+def check_resumable(run_dir: Any, flag: str = "--resume") -> None:
+    """Refuse to resume a folder without the checkpoint where training stopped
+    (``last.json``): a mistyped or emptied folder would start over and overwrite the run."""
+    from pathlib import Path
+
+    run_dir = Path(run_dir)
+    if (run_dir / "last.json").is_file():
+        return
+    if not run_dir.is_dir():
+        raise ConfigError(f"{flag}: no checkpoint there ({run_dir} does not exist)")
+    found = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))
+    held = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
+    raise ConfigError(f"{flag}: no checkpoint there (no last.json in {run_dir}, which holds "
+                      f"{held or 'nothing'}); resuming would start the run over")
 
 
 def resolve_model_name(name: str, dataset: str) -> str:
@@ -159,18 +187,25 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) 
     cfg = base or TrainConfig()
     given = vars(args)
     dataset = given.get("dataset", cfg.dataset)
+    chosen: set[str] = set()  # the settings the user gave (not the shipped recipe's)
     if args.config:
-        cfg = merge(cfg, load_yaml(args.config), args.config)
+        settings = load_yaml(args.config)
+        chosen |= set(settings)
+        cfg = merge(cfg, settings, args.config)
     elif (CONFIG_DIR / f"{dataset}.yaml").is_file():
         cfg = merge(cfg, load_yaml(CONFIG_DIR / f"{dataset}.yaml"), f"{dataset}.yaml")
     if args.set_values:
-        cfg = merge(cfg, parse_kv(args.set_values), "--set")
+        settings = parse_kv(args.set_values)
+        chosen |= set(settings)
+        cfg = merge(cfg, settings, "--set")
     flags: dict[str, Any] = {}
     for key in ("model", "dataset", "data_dir", "download", "epochs", "batch_size", "device",
-                "amp", "compile", "seed", "quiet", "out", "resume", "model_ema",
-                "initial_checkpoint"):
+                "amp", "compile", "compile_mode", "tf32", "channels_last", "seed", "quiet",
+                "out", "resume", "model_ema", "initial_checkpoint"):
         if key in given and given[key] is not None:
             flags[key] = given[key]
+    if "compile_mode" in given:  # timm's --torchcompile-mode names how to compile: it compiles
+        flags["compile"] = True
     for _, field_name, _, _ in RECIPE_FLAGS:
         if field_name in given:
             flags[field_name] = given[field_name]
@@ -187,5 +222,14 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) 
     if isinstance(resume, str):  # timm's --resume PATH: a checkpoint or its run directory
         flags.update(resume_from(resume, given.get("out")))
     cfg = merge(cfg, flags, "command line")
+    chosen |= set(flags)
+    if "warmup_epochs" in {k.replace("-", "_") for k in chosen} and \
+            cfg.warmup_epochs > cfg.epochs:
+        epochs = f"{cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}"
+        raise ConfigError(f"warmup_epochs {cfg.warmup_epochs:g} is longer than the run "
+                          f"({epochs}): the learning rate would never reach its peak; shorten "
+                          "the warm-up or train longer")
+    if resume is True and cfg.out:  # the plain flag: continue the run in --out
+        check_resumable(cfg.out)
     cfg = merge(cfg, {"model": resolve_model_name(cfg.model, cfg.dataset)}, "model")
     return cfg.validate()

@@ -51,6 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; a user's error is one line on stderr and exit status 2 (with
     ``HAMIXER_DEBUG=1``, the traceback of any error instead)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # before a command runs (it says its own name otherwise)
+        if os.environ.get("HAMIXER_DEBUG"):
+            raise
+        print("hamixer: stopped (interrupted)", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # say it with the usage of the command it was given to

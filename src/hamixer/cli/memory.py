@@ -1,4 +1,5 @@
-"""``hamixer memory train``: the Energy MetaFormer as a denoising associative memory."""
+"""``hamixer memory train``: the Energy MetaFormer as a denoising associative memory;
+``hamixer memory capacity``: storage capacity of dense associative memories against theory."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import argparse
 from typing import Any
 
 NAME = "memory"
-HELP = "train the three-layer HAM (LayerNorm visible, two ReLU hidden) as a denoising memory"
+HELP = ("train the three-layer HAM (LayerNorm visible, two ReLU hidden) as a denoising memory; "
+        "measure the storage capacity of dense associative memories")
 
 DEFAULT_EPOCHS = {"digits": 100, "fashion-mnist": 3}
 
@@ -40,6 +42,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     t.add_argument("--out", required=True, help="output folder")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_capacity_arguments(sub)
+
+
+def _add_capacity_arguments(sub) -> None:
+    c = sub.add_parser(
+        "capacity", help="storage capacity of Hopfield / dense associative memories vs theory",
+        description="Store P patterns, corrupt each probe, run the dynamics and count a probe "
+                    "as retrieved when its fixed point's overlap with its pattern is >= 0.99; "
+                    "sweep P for several Lagrangians and N. Prints the table and writes "
+                    "capacity.json, capacity.md and one capacity_<sweep>.png per sweep.")
+    c.add_argument("--sweeps", default="classical,polynomial,exponential",
+                   help="comma list of classical, polynomial, exponential (random ±1 patterns, "
+                        "no data), images, beta (image patterns of --dataset)")
+    c.add_argument("--dataset", choices=("digits", "fashion-mnist"), default="digits",
+                   help="image patterns of the images and beta sweeps")
+    c.add_argument("--data-dir", default=None,
+                   help="folder with Fashion-MNIST's IDX files; default "
+                        "$HAMIXER_DATA_DIR/fashion-mnist")
+    c.add_argument("--flip", type=float, default=0.1,
+                   help="fraction of each ±1 probe's units flipped before the dynamics")
+    c.add_argument("--probes", type=int, default=100, help="probes per memory")
+    c.add_argument("--repeats", type=int, default=3,
+                   help="independent memories per point (the polynomial sweep uses one fewer)")
+    c.add_argument("--max-steps", type=int, default=50, help="synchronous updates at most")
+    c.add_argument("--betas", default="2,8,32,128,512", help="β of the beta sweep")
+    c.add_argument("--small", action="store_true",
+                   help="the sweeps at small N (seconds: a first look, not the theory's limit)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    c.add_argument("--out", required=True, help="output folder")
+    c.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _load(args: argparse.Namespace):
@@ -57,6 +90,8 @@ def _load(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "capacity":
+        return _run_capacity(args)
     import numpy as np
     import torch
 
@@ -69,8 +104,10 @@ def run(args: argparse.Namespace) -> int:
         save_memory,
         train_memory,
     )
+    from ..runs import refuse_existing_run
 
     epochs = _check(args)
+    refuse_existing_run(args.out)
     device = select_device(args.device)
     torch.manual_seed(args.seed)
 
@@ -163,3 +200,70 @@ def _figures(args: argparse.Namespace, model: Any, result: Any, train: Any, test
                   f"recalled {result.test_mse:.3f}")
     return dict(steps=descent_steps, starts=len(starts), energy_first=energies[0].tolist(),
                 energy_last=energies[-1].tolist(), monotone=monotone)
+
+
+def _capacity_config(args: argparse.Namespace):
+    from ..errors import ConfigError
+    from ..experiments.capacity import CapacityConfig
+
+    sweeps = tuple(s.strip() for s in args.sweeps.split(",") if s.strip())
+    try:
+        betas = tuple(float(b) for b in args.betas.split(",") if b.strip())
+    except ValueError:
+        raise ConfigError(f"--betas must be numbers, got {args.betas!r}") from None
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+    cfg = CapacityConfig(sweeps=sweeps, flip=args.flip, probes=args.probes,
+                         repeats=args.repeats, max_steps=args.max_steps, seed=args.seed,
+                         dataset=args.dataset, betas=betas, small=args.small)
+    cfg.check()
+    return cfg
+
+
+def _capacity_images(args: argparse.Namespace, cfg):
+    """Training images ``[M, H, W]`` for the image sweeps, or None when none is asked for."""
+    from ..errors import ConfigError
+
+    if not {"images", "beta"} & set(cfg.sweeps):
+        if args.data_dir:
+            raise ConfigError("--data-dir is for the images and beta sweeps")
+        return None
+    return _load(args)[0].images
+
+
+def _run_capacity(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from ..errors import ConfigError
+    from ..experiments.capacity import capacity_table, run_capacity
+    from ..io import write_json, write_text
+    from ..plots import plot_capacity
+
+    cfg = _capacity_config(args)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a folder")
+    images = _capacity_images(args, cfg)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    print(f"criterion: a probe is retrieved when its fixed point's overlap with its pattern is "
+          f">= 0.99; probes start with {cfg.flip:g} of their units flipped (±1 patterns)")
+    result = run_capacity(cfg, images, progress=None if args.no_progress else _bar)
+    table = capacity_table(result)
+    print(table)
+    write_json(out / "capacity.json", result)
+    write_text(out / "capacity.md", table + "\n")
+    for name, sweep in result["sweeps"].items():
+        plot_capacity(name, sweep, out / f"capacity_{name}.png", 0.99)
+    print(f"wrote {out}")
+    return 0
+
+
+def _bar(name: str):
+    """A tqdm counter of the points of one sweep (stderr)."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(desc=name, unit="point", leave=False)
+    return lambda: bar.update(1)

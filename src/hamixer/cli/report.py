@@ -19,10 +19,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from ..errors import ConfigError
     from ..experiments.report import build_report
     from ..io import write_text
 
     out = Path(args.out)
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; give the report's file, e.g. "
+                          f"{out / 'report.md'}")
     text = build_report([Path(d) for d in args.run_dirs], out, args.title)
     write_text(out, text)
     print(f"wrote {out}")

@@ -9,31 +9,39 @@ from collections.abc import Sequence
 from .compare import add_jobs_argument, check_jobs, finish
 
 NAME = "sweep"
-HELP = ("train AsymMixer at each λ plus SymMixer and ParaMixer (same seed, data order and "
-        "budget); write sweep.json, sweep.md and sweep.png")
+HELP = ("train AsymMixer (or AsymFormer) at each λ plus its tied and free references (same "
+        "seed, data order and budget); write sweep.json, sweep.md and sweep.png")
+#: ``hamixer.models.mixer.BREAKING_INITS`` for the help, which must not import torch (a test
+#: checks the two agree; ``run`` checks values against the models' own).
+HELP_BREAKING_INITS = ("xavier", "zero", "free")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..experiments.sweep import DEFAULT_LAMBDAS, DEFAULT_REFERENCES, REFERENCES
-    from ..models.mixer import BREAKING_INITS
+    from ..experiments.sweep import DEFAULT_LAMBDAS, SWEEP_FAMILIES
+    from ._launcher import add_launcher_arguments
     from .flags import add_config_arguments
 
     grid = ",".join(f"{x:g}" for x in DEFAULT_LAMBDAS)
-    refs = ",".join(DEFAULT_REFERENCES)
+    refs = "; ".join(f"{name}: {','.join(f.default_references)} of {','.join(f.references)}"
+                     for name, f in SWEEP_FAMILIES.items())
+    p.add_argument("--family", default="mixer", choices=tuple(SWEEP_FAMILIES),
+                   help="what is swept: AsymMixer between SymMixer and ParaMixer (mixer, the "
+                        "default) or AsymFormer between SymFormer and ParaFormer (former)")
     p.add_argument("--lambdas", default=grid, help=f"comma-separated λ >= 0 (default {grid})")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (error bars over seeds)")
     p.add_argument("--mid-seeds", default=None, metavar="SEEDS",
                    help="seeds for 0 < λ < 1 only (default: --seeds); the ends (λ >= 1, "
                         "λ = 0) and the references get --seeds")
     p.add_argument("--breaking-inits", default="xavier", metavar="INITS",
-                   help=f"where W̃ starts, comma-separated from {', '.join(BREAKING_INITS)}; "
-                        "each is swept over every λ (default xavier)")
+                   help="where W̃ starts, comma-separated from "
+                        f"{', '.join(HELP_BREAKING_INITS)}; each is swept over every λ "
+                        "(default xavier)")
     p.add_argument("--mid-breaking-inits", default=None, metavar="INITS",
                    help="W̃ starts for 0 < λ < 1 only (default: --breaking-inits); the ends "
                         "(λ >= 1, λ = 0) get --breaking-inits")
-    p.add_argument("--references", default=refs, metavar="KINDS",
-                   help=f"reference runs, comma-separated from {', '.join(REFERENCES)} "
-                        f"(default {refs})")
+    p.add_argument("--references", default=None, metavar="KINDS",
+                   help=f"reference runs, comma-separated (default and choices, by family: "
+                        f"{refs})")
     p.add_argument("--no-references", action="store_true", help="no reference runs")
     p.add_argument("--size", default=None,
                    help="model size for every run, e.g. m4_28 (default: the dataset's)")
@@ -41,6 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", "--output", default=None,
                    help="output directory (default runs/sweep-DATASET; timm: --output)")
     add_config_arguments(p, compare=True)
+    add_launcher_arguments(p, plan=True)
 
 
 def _choices(text: str, valid: Sequence[str], flag: str) -> list[str]:
@@ -74,12 +83,14 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..errors import ConfigError
-    from ..experiments.sweep import REFERENCES, SweepPlan, run_sweep
+    from ..experiments.sweep import SWEEP_FAMILIES, SweepPlan, run_sweep
     from ..models.mixer import BREAKING_INITS
     from ..provenance import command_line
+    from ._launcher import plan_launcher
     from .compare import _seeds
     from .flags import config_from_args
 
+    family = SWEEP_FAMILIES[args.family]
     lambdas = _lambdas(args.lambdas)
     seeds = _seeds(args.seeds)
     plan = SweepPlan(
@@ -88,11 +99,13 @@ def run(args: argparse.Namespace) -> int:
         breaking_inits=_choices(args.breaking_inits, BREAKING_INITS, "--breaking-inits"),
         mid_breaking_inits=(None if args.mid_breaking_inits is None else _choices(
             args.mid_breaking_inits, BREAKING_INITS, "--mid-breaking-inits")),
-        references=() if args.no_references else _choices(args.references, list(REFERENCES),
-                                                          "--references"))
+        references=() if args.no_references else _choices(
+            args.references or ",".join(family.default_references), list(family.references),
+            "--references"))
     base = config_from_args(args)
     if "init" in base.model_kwargs:
-        raise ConfigError("--init does not apply to a sweep (AsymMixer and SymMixer are tied)")
+        raise ConfigError(f"--init does not apply to a sweep ({family.asym[1]} and its tied "
+                          "reference are tied)")
     if "breaking_init" in base.model_kwargs:
         raise ConfigError("set where W̃ starts with --breaking-inits, not --model-kwargs")
     check_jobs(args.jobs)
@@ -107,8 +120,12 @@ def run(args: argparse.Namespace) -> int:
 
             raise ConfigError(f"unknown --size {args.size!r}{closest(args.size, SIZES)} "
                               f"(valid: {', '.join(SIZES)})")
+    launcher = plan_launcher(args, out, "sweep")
     res = run_sweep(base, plan, out, size=args.size, symmetry=not args.no_symmetry,
-                    command=command_line(), jobs=args.jobs)
+                    command=command_line(), jobs=args.jobs, launcher=launcher,
+                    family=args.family)
+    if res is None:  # submitted, not waited for
+        return 0
     ends = f"\n\n{res['ends']}" if res["ends"] else ""
     finish(out, res["table"] + ends, ("sweep.json", "sweep.md", "sweep.png", "sweep-epochs.png"))
     return 0

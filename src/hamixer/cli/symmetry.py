@@ -11,9 +11,10 @@ if TYPE_CHECKING:
 
 NAME = "symmetry"
 HELP = ("per block: cos(W2, W1ᵀ), best fit W2 ≈ a·W1ᵀ and its residual, coupling "
-        "(anti)symmetry, ‖W̃‖/‖W1ᵀ‖ of every two-layer MLP, and the (anti)symmetric shares of "
-        "W_Qᵀ W_K and W_O W_V of every attention layer, each beside what an untrained layer "
-        "scores (docs/symmetry.md); optionally symmetry.png over epochs")
+        "(anti)symmetry, ‖W̃‖/‖W1ᵀ‖ of every two-layer MLP; per head the (anti)symmetric shares "
+        "of W_Qᵀ W_K and W_O W_V and W_O W_V against W_Qᵀ W_K, and per layer Saponati et al.'s "
+        "symmetry and directionality scores of every attention layer, each beside what an "
+        "untrained layer scores (docs/symmetry.md); optionally symmetry.png over epochs")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from ..errors import HamixerError
-    from ..experiments.symmetry import symmetry_report
+    from ..experiments.symmetry import layer_scores_over_layers, symmetry_report
 
     model, meta = _model_and_meta(args)
     report = symmetry_report(model, references=args.reference)
@@ -56,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     pngs = _plots(args, model, meta)
     if args.json:
         out = {"checkpoint": meta["path"], "model": meta["model"], "epoch": meta["epoch"],
-               "rows": report["mlp"], "attention": report["attention"]}
+               "rows": report["mlp"], "attention": report["attention"],
+               "layer_scores": layer_scores_over_layers(report["attention"])}
         if updates is not None:
             out["since_init"] = updates
         print(json.dumps(out, indent=2))
@@ -74,8 +76,10 @@ def run(args: argparse.Namespace) -> int:
 def _tables(report: dict[str, list], reference: bool) -> str:
     from ..experiments.symmetry import (
         ATTENTION_NOTE,
+        LAYER_SCORES_NOTE,
         REFERENCE_NOTE,
         format_attention_table,
+        format_layer_scores_table,
         format_symmetry_table,
     )
 
@@ -83,8 +87,11 @@ def _tables(report: dict[str, list], reference: bool) -> str:
     if report["mlp"]:
         parts.append("Two-layer MLPs:\n\n" + format_symmetry_table(report["mlp"]))
     if report["attention"]:
-        parts.append("Attention:\n\n" + format_attention_table(report["attention"]) + "\n\n"
-                     + ATTENTION_NOTE)
+        parts.append("Attention, per head:\n\n" + format_attention_table(report["attention"])
+                     + "\n\n" + ATTENTION_NOTE)
+        parts.append("Attention, per layer (Saponati et al.'s scores):\n\n"
+                     + format_layer_scores_table(report["attention"]) + "\n\n"
+                     + LAYER_SCORES_NOTE)
     if reference:
         parts.append(REFERENCE_NOTE)
     return "\n\n".join(parts)

@@ -10,6 +10,7 @@ HELP = "train a model on an image dataset (metrics.jsonl, checkpoints, summary.j
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ._launcher import add_launcher_arguments
     from ._wandb import add_wandb_arguments
     from .flags import add_config_arguments
 
@@ -18,23 +19,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", nargs="?", const=True, default=argparse.SUPPRESS,
                    metavar="PATH", help="continue the run in --out from its last checkpoint; "
                    "or, as timm's --resume PATH, the run of that checkpoint")
-    p.add_argument("-j", "--workers", type=int, default=0, metavar="N",
-                   help="timm's data-loader workers, accepted for its command lines: hamixer "
-                        "holds the decoded data in memory and batches it in the training "
-                        "process, so there is nothing for workers to do")
     add_wandb_arguments(p)
     add_config_arguments(p)
+    add_launcher_arguments(p, plan=False)
 
 
 def run(args: argparse.Namespace) -> int:
     import json
-    import sys
 
     from ..errors import ConfigError
     from ..experiments.symmetry import plot_run_symmetry, plot_run_symmetry_blocks
     from ..experiments.training import measure_hooks
     from ..models.registry import has_free_mlps
     from ..provenance import record_command
+    from ..train.distributed import is_main_process
     from ..train.run import run_training
     from ._wandb import require_wandb, wandb_sink
     from .flags import config_from_args
@@ -46,14 +44,17 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--init symmetric ties free MLPs (vanillamixer, paramixer, timm "
                           f"models); "
                           f"{cfg.model} has none, so it would have no effect")
+    if getattr(args, "launcher", None):  # submit it; the job's tasks run this command
+        from ._launcher import submit_training
+
+        return submit_training(args, cfg)
     hooks = () if args.no_symmetry else measure_hooks(cfg.out)
     sink = None
     if args.log_wandb:
         sink = wandb_sink(require_wandb(), args.wandb_project, str(cfg.out), cfg.to_dict())
-    if args.workers and not cfg.quiet:
-        print("note: -j/--workers has no effect: the data is in memory and batched in the "
-              "training process", file=sys.stderr)
     summary = run_training(cfg, hooks=hooks, on_epoch=sink)
+    if not is_main_process():  # under torchrun or srun, rank 0 writes and reports
+        return 0
     record_command(cfg.out)
     write_args(args, cfg.out)
     pngs = [plot_run_curves(cfg.out, cfg.model)]

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from ..errors import ConfigError, HamixerError, closest
 from .arrays import (
+    DATA_DIR_ENV,
     FASHION_MNIST_CLASSES,
     ArraySplit,
     default_data_dir,
@@ -78,9 +80,11 @@ def resolve_data_dir(name: str, data_dir: str | Path | None, download: bool = Fa
         return found
     if download:
         return Path.home() / ".cache" / "hamixer" / name
-    raise HamixerError(f"{name} not found: pass --data-dir PATH or set HAMIXER_DATA_DIR "
-                       f"(looked in $HAMIXER_DATA_DIR/{name}); "
-                       f"{dataset_info(name).how_to_get}")
+    env = os.environ.get(DATA_DIR_ENV)
+    looked = (f"looked in {Path(env) / name}, from {DATA_DIR_ENV}={env}" if env
+              else f"{DATA_DIR_ENV} is not set")
+    raise HamixerError(f"{name} not found: pass --data-dir PATH or set {DATA_DIR_ENV} "
+                       f"({looked}); {dataset_info(name).how_to_get}")
 
 
 def download_dataset(name: str, root: Path) -> None:
@@ -112,10 +116,15 @@ def load_split(name: str, train: bool, data_dir: str | Path | None = None,
     dataset's images to that many channels (grey ↔ RGB), so a model's ``in_chans`` decides.
     """
     info = dataset_info(name)
+    where = name
     if name == "digits":
+        if data_dir is not None:
+            raise ConfigError(f"digits are built in (scikit-learn): --data-dir {data_dir} "
+                              "would not be read; leave it out")
         split = load_digits_arrays(train)
     else:
         root = resolve_data_dir(name, data_dir, download)
+        where = f"{name} ({root})"
         if download:
             download_dataset(name, root)
         if name in ("mnist", "fashion-mnist"):
@@ -135,7 +144,33 @@ def load_split(name: str, train: bool, data_dir: str | Path | None = None,
         split.images = split.images[..., None]
     if in_chans is not None:
         split.images = to_channels(split.images, in_chans)
+    check_split(split, f"{where} {'train' if train else 'test'} split", train,
+                folders=info.num_classes == 0)
     return split
+
+
+def check_split(split: ArraySplit, where: str, train: bool, folders: bool = False) -> None:
+    """Refuse a split a classifier cannot learn from or be scored on: labels outside its
+    classes; for training, fewer than two classes or, where each class is a folder of the
+    data (``folders``), a class without images."""
+    classes = split.classes
+    if len(split.labels):
+        low, high = int(split.labels.min()), int(split.labels.max())
+        if low < 0 or high >= len(classes):
+            raise HamixerError(f"{where}: labels go from {low} to {high}, but the dataset has "
+                               f"{len(classes)} classes (labels 0 to {len(classes) - 1})")
+    if not train:
+        return
+    if len(classes) < 2:
+        raise HamixerError(f"{where}: {len(classes)} class ({', '.join(classes)}); a "
+                           "classifier needs at least 2")
+    counts = np.bincount(split.labels, minlength=len(classes))
+    empty = [classes[k] for k in np.flatnonzero(counts == 0)]
+    if folders and empty:
+        more = f" and {len(empty) - 5} more" if len(empty) > 5 else ""
+        raise HamixerError(f"{where}: no images in the class folder"
+                           f"{'s' if len(empty) > 1 else ''} "
+                           f"{', '.join(map(repr, empty[:5]))}{more}")
 
 
 #: ITU-R 601-2 luma weights, the grey level of an RGB pixel (as PIL's "L" mode computes it).

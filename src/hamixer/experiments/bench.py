@@ -26,6 +26,15 @@ H_tok = 0.5·C and H_ch = 4·C. Training counts 3× the forward (the backward mu
 each weight twice: once for the input gradient and once for the weight gradient). Norms,
 GELU, biases and the optimizer are left out: they are memory-bound and their share of the
 FLOPs is below 1 %. Tied MLPs (symmixer) do the same products as free ones.
+
+Any other model (timm's ViT, a registered Transformer) is counted instead: its forward on one
+image under ``FlopCounterMode``, with attention as plain matrix products (QKᵀ and the weighted
+sum of V), again 3× for training.
+
+A step may also run compiled (``torch.compile`` with a backend and a mode such as
+``reduce-overhead``) or be recorded once as a CUDA graph and replayed (``cuda_graph``: the
+whole training step, forward, backward and AdamW, in one launch); :func:`kernel_breakdown`
+profiles one step and names the kernels that take its time.
 """
 
 from __future__ import annotations
@@ -62,18 +71,36 @@ MODES = ("train", "infer")
 
 
 # ----------------------------------------------------------------------------- models
+def size_of(shape: str) -> str:
+    """The registry size suffix of ``shape``: a key of :data:`SHAPES` or a size itself
+    (``b16_224``, ``m4_28``: any size of ``hamixer.models.registry.SIZES``)."""
+    from ..models.registry import SIZES
+
+    if shape in SHAPES:
+        return SHAPES[shape]["size"]
+    if shape in SIZES:
+        return shape
+    raise ConfigError(f"unknown shape {shape!r}; choose from {', '.join(SHAPES)} or a size of "
+                      f"{', '.join(SIZES)}")
+
+
 def build_candidate(candidate: str, shape: str) -> nn.Module:
-    """The model ``candidate`` at ``shape``; timm's MlpMixer gets our size's arguments."""
+    """The model ``candidate`` at ``shape``; timm's MlpMixer gets our size's arguments. A
+    candidate outside :data:`CANDIDATES` is a full model name (``vit_base_patch16_224``, a
+    registered Transformer), built as named."""
     from ..models import create_model
     from ..models.registry import MODEL_CONFIGS
 
-    name = f"{'mlpmixer' if candidate == 'timm' else candidate}_{SHAPES[shape]['size']}"
+    if candidate not in CANDIDATES:
+        return create_model(candidate)
+    name = f"{'mlpmixer' if candidate == 'timm' else candidate}_{size_of(shape)}"
     if candidate != "timm":
         return create_model(name)
     from timm.models.mlp_mixer import MlpMixer
 
     cfg = MODEL_CONFIGS[name]
-    keys = ("img_size", "in_chans", "patch_size", "num_blocks", "embed_dim", "num_classes")
+    keys = ("img_size", "in_chans", "patch_size", "num_blocks", "embed_dim", "num_classes",
+            "mlp_ratio")
     model = MlpMixer(**{k: cfg[k] for k in keys if k in cfg})
     model.pretrained_cfg = dict(input_size=(cfg.get("in_chans", 3), cfg["img_size"],
                                             cfg["img_size"]),
@@ -86,8 +113,8 @@ def mixer_geometry(shape: str) -> dict[str, int]:
     from ..models.blocks import hidden_sizes
     from ..models.registry import MODEL_CONFIGS
 
-    cfg = MODEL_CONFIGS[f"mlpmixer_{SHAPES[shape]['size']}"]
-    h_tok, h_ch = hidden_sizes(cfg["embed_dim"], (0.5, 4.0))
+    cfg = MODEL_CONFIGS[f"mlpmixer_{size_of(shape)}"]
+    h_tok, h_ch = hidden_sizes(cfg["embed_dim"], cfg.get("mlp_ratio", (0.5, 4.0)))
     return dict(S=(cfg["img_size"] // cfg["patch_size"]) ** 2, C=cfg["embed_dim"],
                 L=cfg["num_blocks"], k=cfg.get("in_chans", 3), p=cfg["patch_size"],
                 H_tok=h_tok, H_ch=h_ch, classes=cfg.get("num_classes", 1000))
@@ -99,6 +126,26 @@ def mixer_flops(g: dict[str, int]) -> int:
             + g["L"] * (2 * g["S"] * g["C"] * g["H_tok"] + 2 * g["S"] * g["C"] * g["H_ch"])
             + g["C"] * g["classes"])
     return 2 * macs
+
+
+def counted_flops(model: nn.Module) -> int:
+    """Forward FLOPs of one image of any model, counted by ``FlopCounterMode`` (matrix
+    products and convolutions). Attention runs as the math kernel while counting: the fused
+    kernels of some devices (a CPU's flash attention) are not counted, their matrix products
+    are."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from ..models.summary import count_macs
+
+    with sdpa_kernel([SDPBackend.MATH]):
+        return 2 * count_macs(model, tuple(model.pretrained_cfg["input_size"]))
+
+
+def forward_flops(candidate: str, shape: str, model: nn.Module) -> int:
+    """Forward FLOPs per image: analytic for the Mixers, counted for any other model."""
+    if candidate in CANDIDATES:
+        return mixer_flops(mixer_geometry(shape))
+    return counted_flops(model)
 
 
 def gemm_shapes(g: dict[str, int], batch: int) -> list[tuple[int, int, int]]:
@@ -165,38 +212,74 @@ class Runner:
 
 def make_runner(candidate: str, shape: str, mode: str, dtype: str,
                 device: torch.device, seed: int = 0, batch: int | None = None,
-                compile_backend: str | None = None) -> Runner:
-    """A runner at ``batch`` images (default: the shape's); with ``compile_backend`` the steps
-    call ``torch.compile(model)``, which compiles on the first step (do it in the warm-up)."""
+                compile_backend: str | None = None, compile_mode: str | None = None,
+                cuda_graph: bool = False) -> Runner:
+    """A runner at ``batch`` images (default: the shape's).
+
+    With ``compile_backend`` the steps call ``torch.compile(model, mode=compile_mode)``,
+    which compiles on the first step (do it in the warm-up). With ``cuda_graph`` the whole
+    step (training: zero_grad, forward, loss, backward and a capturable AdamW) is recorded
+    once as a CUDA graph after three warm-up steps, and each step replays it on the same
+    input tensors; on a CPU, which has no graphs, the step runs as recorded (the dry run's
+    code path).
+    """
     torch.manual_seed(seed)
     model = build_candidate(candidate, shape).to(device)
-    batch = batch or SHAPES[shape]["batch"]
+    batch = batch or SHAPES.get(shape, {}).get("batch") or 1
     # the optimizer and the counts hold the plain module; only the calls go through the wrapper
-    forward = torch.compile(model, backend=compile_backend) if compile_backend else model
+    forward = (torch.compile(model, backend=compile_backend, mode=compile_mode)
+               if compile_backend else model)
     c, h, w = model.pretrained_cfg["input_size"]
     x = torch.randn(batch, c, h, w, device=device)
-    y = torch.randint(0, model.pretrained_cfg["num_classes"], (batch,), device=device)
+    # the head's width (a timm model keeps its pretrained config's 1000 classes there)
+    classes = getattr(model, "num_classes", None) or model.pretrained_cfg["num_classes"]
+    y = torch.randint(0, classes, (batch,), device=device)
+    graphed = cuda_graph and device.type == "cuda"
+    # a graph replays the casts it recorded; autocast's cache of casts lives outside it
+    cast = (torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
+            if graphed and dtype == "bf16" else None)
     if mode == "infer":
         model.eval()
 
         @torch.no_grad()
         def step() -> None:
-            with _autocast(device, dtype):
+            with cast or _autocast(device, dtype):
                 forward(x)
     else:
         model.train()
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        # a captured step keeps AdamW's step count on the device (capturable)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, capturable=graphed)
         aux = getattr(model, "aux_loss", None)
 
         def step() -> None:
             opt.zero_grad(set_to_none=True)
-            with _autocast(device, dtype):
+            with cast or _autocast(device, dtype):
                 loss = F.cross_entropy(forward(x), y)
                 if aux is not None:
                     loss = loss + aux()
             loss.backward()
             opt.step()
-    return Runner(candidate, model, step)
+    return Runner(candidate, model, captured(step, device) if cuda_graph else step)
+
+
+def captured(step: Callable[[], None], device: torch.device,
+             warmup: int = 3) -> Callable[[], None]:
+    """``step`` recorded as one CUDA graph; the returned function replays it. The warm-up
+    runs on a side stream, as capture requires (lazy initialisations, cuBLAS workspaces,
+    the optimizer's state), and the graph's memory is its own pool, held between replays.
+    Off CUDA there is nothing to record: ``step`` itself."""
+    if device.type != "cuda":
+        return step
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            step()
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return graph.replay
 
 
 def peak_step_memory(runner: Runner, device: torch.device) -> int:
@@ -252,51 +335,89 @@ def pinned_threads(threads: int) -> Iterator[None]:
 
 
 def measure_group(candidates: Sequence[str], shape: str, batch: int, dtype: str, mode: str,
-                  device: torch.device, limit: dict[str, Any], rounds: int = 5,
+                  device: torch.device, limit: dict[str, Any] | None, rounds: int = 5,
                   warmup: int = 2, compile_backend: str | None = None,
-                  deadline: float | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+                  deadline: float | None = None, compile_mode: str | None = None,
+                  cuda_graph: bool = False, profile_top: int = 0,
+                  ) -> tuple[list[dict[str, Any]], list[str]]:
     """Time ``candidates`` at one (shape, batch, dtype, mode), interleaved: (rows, skipped).
 
     Each candidate is built and warmed up in turn (the warm-up is where ``torch.compile``
     compiles); one whose turn comes after ``deadline`` (a ``time.monotonic()`` value) is
-    skipped and named in ``skipped``. ``limit`` is :func:`matmul_limit` at these GEMM shapes.
+    skipped and named in ``skipped``. ``limit`` is :func:`matmul_limit` at these GEMM shapes
+    (None for models whose GEMMs are not the Mixer's: no fraction of it then). Ratios are to
+    ``timm`` if it is a candidate, else to the first. ``profile_top`` > 0 adds each row's
+    :func:`kernel_breakdown` with that many kernels.
     """
     if compile_backend:
         # Dynamo keeps compiled code per function and stops compiling (silently running eager)
         # after a few entries; the models of one group share HamMixer.forward, so start clean.
         torch._dynamo.reset()
-    runners, skipped = [], []
+    runners, skipped, flops = [], [], {}
     for candidate in candidates:
         if deadline is not None and time.monotonic() > deadline:
             skipped.append(candidate)
             continue
         runner = make_runner(candidate, shape, mode, dtype, device, batch=batch,
-                             compile_backend=compile_backend)
+                             compile_backend=compile_backend, compile_mode=compile_mode,
+                             cuda_graph=cuda_graph)
+        flops[candidate] = (forward_flops(candidate, shape, runner.model)
+                            * (3 if mode == "train" else 1))
         for _ in range(warmup):
             runner.step()
         runners.append(runner)
     if not runners:
         return [], skipped
     interleave(runners, rounds, 0, device)
-    flops = mixer_flops(mixer_geometry(shape)) * (3 if mode == "train" else 1)
     base = next((r for r in runners if r.name == "timm"), runners[0])
     rows = []
     for r in runners:
         wall, cpu = statistics.median(r.wall), statistics.median(r.cpu)
-        achieved = flops * batch / wall
-        rows.append(dict(
-            shape=shape, batch=batch, dtype=dtype, mode=mode, model=r.name,
-            compile=compile_backend, params=sum(p.numel() for p in r.model.parameters()),
+        achieved = flops[r.name] * batch / wall
+        row = dict(
+            shape=shape, batch=batch, dtype=dtype, mode=mode, model=r.name, reference=base.name,
+            compile=compile_backend, compile_mode=compile_mode, cuda_graph=cuda_graph,
+            params=sum(p.numel() for p in r.model.parameters()),
             img_per_s=batch / wall, cpu_img_per_s=batch / cpu,
             ratio_vs_timm=statistics.median(base.wall) / wall,
             cpu_ratio_vs_timm=statistics.median(base.cpu) / cpu,
             step_s=wall, step_s_all=r.wall, cpu_s_all=r.cpu,
             peak_mem_mb=peak_step_memory(r, device) / 2**20,
-            gflops_per_img=flops / 1e9, achieved_gflops=achieved / 1e9,
-            frac_of_mm_limit=achieved / limit["flops_per_s"],
-            cpu_frac_of_mm_limit=(flops * batch / cpu / limit["cpu_flops_per_s"]
-                                  if limit["cpu_flops_per_s"] else None)))
+            gflops_per_img=flops[r.name] / 1e9, achieved_gflops=achieved / 1e9,
+            frac_of_mm_limit=achieved / limit["flops_per_s"] if limit else None,
+            cpu_frac_of_mm_limit=(flops[r.name] * batch / cpu / limit["cpu_flops_per_s"]
+                                  if limit and limit["cpu_flops_per_s"] else None))
+        if profile_top:
+            row["kernels"] = kernel_breakdown(r.step, device, profile_top)
+        rows.append(row)
     return rows, skipped
+
+
+def kernel_breakdown(step: Callable[[], None], device: torch.device,
+                     top: int = 10) -> dict[str, Any]:
+    """Where one step's time goes: ``torch.profiler`` over one call of ``step``, the ``top``
+    entries by their own time. On CUDA these are the device's kernels (GEMMs, elementwise,
+    reductions, copies) by GPU time; on a CPU, the operators by CPU time. Each entry: name,
+    microseconds, calls and share of the total of all entries."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    _sync(device)
+    with profile(activities=activities) as prof:
+        step()
+        _sync(device)
+    if cuda:  # the kernels themselves: an operator's device time is that of its kernels
+        events = [(e, e.self_device_time_total) for e in prof.key_averages()
+                  if e.device_type == DeviceType.CUDA]
+    else:
+        events = [(e, e.self_cpu_time_total) for e in prof.key_averages()]
+    events = sorted(((e, t) for e, t in events if t > 0), key=lambda et: -et[1])
+    total = sum(t for _, t in events)
+    return dict(by="cuda time" if cuda else "cpu time", total_us=total, kernels=len(events),
+                top=[dict(name=e.key[:200], us=t, calls=e.count, share=t / total)
+                     for e, t in events[:top]])
 
 
 def bench_meta(device: torch.device, threads: int, rounds: int, warmup: int) -> dict[str, Any]:

@@ -22,7 +22,8 @@ from ..io import write_json, write_text
 from ..plots import plot_curves
 from ..runs import format_mean_std, mean_std, read_metrics
 from ..train.config import TrainConfig
-from .jobs import Job, run_jobs
+from .cluster import check_no_active_submission
+from .jobs import Job, Launcher, run_jobs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,14 +47,20 @@ class Variant:
 def run_compare(base: TrainConfig, models: Sequence[str], seeds: Sequence[int], out: Path,
                 log: Callable[[str], None] = print, symmetry: bool = True,
                 command: str | None = None, jobs: int = 1,
-                n_iters: Sequence[int] | None = None) -> dict[str, Any]:
+                n_iters: Sequence[int] | None = None, launcher: Launcher | None = None
+                ) -> dict[str, Any] | None:
     """Train each of ``models`` (at each of ``n_iters``, if given) for each of ``seeds``;
-    write results.{md,json} and curves.png."""
+    write results.{md,json} and curves.png. With a ``launcher`` that only submits the runs,
+    nothing is written here and None is returned."""
     variants = ([Variant(m) for m in models] if not n_iters else
                 [Variant(m, n) for m in models for n in n_iters])
     plan = [(v, Job(f"{v.name} seed {seed}", v.config(base, seed, out), symmetry))
             for v in variants for seed in seeds]
-    summaries = run_jobs([job for _, job in plan], jobs, log, progress=not base.quiet)
+    check_no_active_submission(out, [job for _, job in plan])
+    summaries = run_jobs([job for _, job in plan], jobs, log, progress=not base.quiet,
+                         launcher=launcher)
+    if summaries is None:
+        return None
     runs: dict[str, list[dict[str, Any]]] = {}
     curves: dict[str, list[list[dict[str, Any]]]] = {}
     descents: dict[str, list[dict[str, Any] | None]] = {}

@@ -1,14 +1,15 @@
 """What the repeated blocks do (``n_iter``): the energy of the features a block iterates.
 
 A model built with ``n_iter = n`` applies each block n times with shared weights. For a
-SymMixer block each application is one Euler step, of size 1, of the dynamics whose Lyapunov
-function is the block's energy (THEORY §2, §4): continuous time descends the energy, a unit
-step may or may not. :func:`iterated_energies` measures which: the energy of every block's
-features before its first application and after each one, on real inputs.
+SymMixer or SymFormer block each application is one Euler step, of size 1, of the dynamics
+whose Lyapunov function is the block's energy (THEORY §2, §4, §8): continuous time descends
+the energy, a unit step may or may not. :func:`iterated_energies` measures which: the energy
+of every block's features before its first application and after each one, on real inputs.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +32,13 @@ def iterated_energies(model: nn.Module, images: Tensor, pseudo: bool = False
     x = model.embed(images)
     per_block = []
     for block in model.blocks:
-        # block_energy, not block.energy: a serial block has no such method, only this error
-        energies = [block_energy(block, x, pseudo=pseudo).mean().item()]
+        # a parallel block's own energy (a Mixer's or a Transformer's); a serial block has
+        # none, and block_energy says so in one line
+        energy = getattr(block, "energy", None) or partial(block_energy, block)
+        energies = [energy(x, pseudo=pseudo).mean().item()]
         for _ in range(model.n_iter):
             x = block(x)
-            energies.append(block_energy(block, x, pseudo=pseudo).mean().item())
+            energies.append(energy(x, pseudo=pseudo).mean().item())
         per_block.append(energies)
     return per_block
 

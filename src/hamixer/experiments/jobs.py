@@ -1,7 +1,10 @@
 """Run a plan of trainings, N at a time, each in its own process and run directory (``--jobs``).
 
 A plan is a list of :class:`Job`: a label and a :class:`TrainConfig` whose ``out`` is the run
-directory. With one job at a time the runs train in this process, one after the other. With
+directory. :func:`run_jobs` reads back the runs that have finished and hands the others to an
+executor: this process and its worker pool (below), or a :class:`Launcher` (a Slurm job array
+or submitit's local executor, :mod:`hamixer.experiments.cluster`), which may only submit them.
+With one job at a time the runs train in this process, one after the other. With
 N, N worker processes train side by side: the CPU threads are split between them, and on a
 machine with several GPUs each worker gets one. Every run resumes from its directory, so a
 killed plan continues where each run stopped and a finished run is only read back.
@@ -29,7 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import HamixerError, Interrupted
 from ..train.config import TrainConfig
@@ -38,6 +41,13 @@ from ..train.config import TrainConfig
 POLL_SECONDS = 1.0
 #: Seconds between a worker's looks at whether the command that started it is still there.
 ORPHAN_CHECK_SECONDS = 2.0
+
+
+class WorkerCrashed(HamixerError):
+    """Runs of a plan that ended in a traceback: reported in one line, but as a crash (exit
+    status 1), never as the user's error."""
+
+    exit_code = 1
 
 
 @dataclass(frozen=True)
@@ -49,23 +59,56 @@ class Job:
     symmetry: bool = True
 
 
+class Launcher(Protocol):
+    """An executor of the runs of a plan elsewhere than in this process's pool."""
+
+    def run(self, jobs: Sequence[Job], numbers: Sequence[int], plan_size: int,
+            log: Callable[[str], None]) -> list[dict[str, Any]] | None:
+        """Train ``jobs`` (numbered ``numbers`` in a plan of ``plan_size``); return their
+        summaries in order, or None when they were only submitted."""
+        ...
+
+
 def run_jobs(jobs: Sequence[Job], n_jobs: int = 1, log: Callable[[str], None] = print,
-             progress: bool = True) -> list[dict[str, Any]]:
+             progress: bool = True, launcher: Launcher | None = None
+             ) -> list[dict[str, Any]] | None:
     """Train every job (resuming each from its run directory); return the summaries in plan
-    order. Raises :class:`HamixerError` naming the runs that failed, after the others end."""
+    order, or None when ``launcher`` only submitted the unfinished ones. Raises
+    :class:`HamixerError` naming the runs that failed, after the others end."""
     if n_jobs < 1:
         raise HamixerError(f"--jobs must be >= 1, got {n_jobs}")
     done = {k: s for k, job in enumerate(jobs) if (s := finished_summary(job.cfg)) is not None}
     for k, summary in done.items():
         log(_result_line(k + 1, len(jobs), jobs[k].label, summary) + "  (finished run, read)")
     todo = [k for k in range(len(jobs)) if k not in done]
-    if n_jobs == 1 or len(todo) <= 1:
+    check_plan_data([jobs[k].cfg for k in todo])
+    if launcher is not None and todo:
+        ran = launcher.run([jobs[k] for k in todo], [k + 1 for k in todo], len(jobs), log)
+        if ran is None:
+            return None
+        trained = dict(zip(todo, ran, strict=True))
+    elif n_jobs == 1 or len(todo) <= 1:
         trained = {k: _train_here(k + 1, jobs[k], len(jobs), log) for k in todo}
     else:
         trained = _Pool([jobs[k] for k in todo], n_jobs, log, progress,
                         numbers=[k + 1 for k in todo], plan_size=len(jobs)).run()
         trained = dict(zip(todo, trained, strict=True))
     return [done[k] if k in done else trained[k] for k in range(len(jobs))]
+
+
+def check_plan_data(cfgs: Sequence[TrainConfig]) -> None:
+    """Check that the data fits each run of a plan (:func:`hamixer.train.setup.check_data`)
+    before any run directory exists: a bad data set is one line, not a failure per run. Runs
+    that read the same data with the same head are checked once."""
+    from ..train.setup import check_data
+
+    seen = set()
+    for cfg in cfgs:
+        key = (cfg.dataset, cfg.data_dir, cfg.img_size, json.dumps(cfg.model_kwargs,
+                                                                   sort_keys=True, default=str))
+        if key not in seen:
+            seen.add(key)
+            check_data(cfg)
 
 
 def finished_summary(cfg: TrainConfig) -> dict[str, Any] | None:
@@ -88,7 +131,12 @@ def finished_summary(cfg: TrainConfig) -> dict[str, Any] | None:
 
 
 def _result_line(k: int, total: int, label: str, s: dict[str, Any]) -> str:
-    return (f"[{k}/{total}] {label}: best {s['best_test_acc']:.2f}%  final "
+    return result_line(f"[{k}/{total}]", label, s)
+
+
+def result_line(place: str, label: str, s: dict[str, Any]) -> str:
+    """What a finished run is in one line: ``[3/8] label: best ...% final ...%``."""
+    return (f"{place} {label}: best {s['best_test_acc']:.2f}%  final "
             f"{s['final_test_acc']:.2f}%  {s['total_seconds']:.0f}s  "
             f"{s['train_images_per_s']:.0f} img/s")
 
@@ -122,10 +170,13 @@ class _Pool:
         self.plan_size = plan_size or len(self.jobs)
         self.terminal = sys.stderr.isatty()  # bars redrawn in place; else one line an epoch
         self.gpus = _cuda_devices(self.jobs)
-        cores = os.cpu_count() or 1
+        from ..device import usable_cores
+
+        cores = usable_cores()  # never more threads than this process may run on
         self.threads = max(1, cores // n_jobs)
         self.summaries: list[dict[str, Any] | None] = [None] * len(self.jobs)
-        self.failed: list[str] = []
+        self.failed: list[str] = []  # user errors (exit 2)
+        self.crashed: list[str] = []  # anything else: a traceback in job.log
         self.running: dict[int, tuple[int, subprocess.Popen, Any]] = {}  # slot → (job, p, bar)
 
     def run(self) -> list[dict[str, Any]]:
@@ -149,6 +200,10 @@ class _Pool:
             name = signal.Signals(stop.signum).name
             raise Interrupted(f"stopped by {name}; every unfinished run saved its state; the "
                               "same command continues them", stop.signum)
+        if self.crashed:  # a bug, not the user's input: not exit status 2
+            raise WorkerCrashed(f"{len(self.crashed)} of {len(self.jobs)} runs crashed (a "
+                                "bug; the traceback is in each job.log): "
+                                + "; ".join(self.crashed + self.failed))
         if self.failed:
             raise HamixerError(f"{len(self.failed)} of {len(self.jobs)} runs failed: "
                                + "; ".join(self.failed))
@@ -213,8 +268,10 @@ class _Pool:
                 tqdm.write(_result_line(self.numbers[index], self.plan_size, job.label,
                                         summary))
             else:
-                self.failed.append(f"{job.label} (exit {rc}; see {job.cfg.out}/job.log: "
-                                   f"{_last_line(Path(job.cfg.out or '') / 'job.log')})")
+                # exit 2: the worker's one-line user error; anything else is a crash
+                (self.failed if rc == 2 else self.crashed).append(
+                    f"{job.label} (exit {rc}; see {job.cfg.out}/job.log: "
+                    f"{_last_line(Path(job.cfg.out or '') / 'job.log')})")
                 tqdm.write(f"{self._place(index)} {job.label}: failed, exit {rc}")
 
     def _stop_all(self) -> None:

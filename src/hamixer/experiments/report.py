@@ -129,7 +129,9 @@ def _last_symmetry(run_dir: Path) -> dict[str, Any] | None:
 _MEAN_COLS = [("cosine", "cos(W2, W1ᵀ)"), ("residual", "residual"),
               ("coupling_antisym", "‖J_anti‖/‖J‖"), ("breaking_ratio", "‖W̃‖/‖W1ᵀ‖"),
               ("update_cosine", "cos(ΔW2, ΔW1ᵀ)"),
-              ("qk_sym", "‖M_sym‖/‖M‖ (QK)"), ("vo_sym", "‖N_sym‖/‖N‖ (VO)")]
+              ("qk_sym", "‖M_sym‖/‖M‖ (QK)"), ("vo_sym", "‖N_sym‖/‖N‖ (VO)"),
+              ("vo_qk_cosine", "cos(VO, QK)"), ("qk_symmetry_score", "symmetry score"),
+              ("qk_directionality_score", "directionality score")]
 _PART_SHORT = {"token": "tok", "channel": "ch"}
 
 
@@ -325,7 +327,6 @@ def _symmetry_png(run_dir: Path, figs: _Figures, label: str, caption: str) -> st
 def section_training(run_dir: Path, figs: _Figures) -> str:
     from .symmetry import (
         attention_rows_from_flat,
-        format_attention_table,
         format_symmetry_table,
         rows_from_flat,
     )
@@ -356,7 +357,7 @@ def section_training(run_dir: Path, figs: _Figures) -> str:
         if mlp_rows := rows_from_flat(last):
             parts.append(format_symmetry_table(mlp_rows) + "\n")
         if attention_rows := attention_rows_from_flat(last):
-            parts.append(format_attention_table(attention_rows) + "\n")
+            parts.append(_attention_tables(attention_rows))
         label = f"{run_dir.parent.name}-{run_dir.name}"
         parts.append(_symmetry_png(run_dir, figs, label,
                                    f"weight symmetry during training: {title}"))
@@ -373,9 +374,22 @@ def section_training(run_dir: Path, figs: _Figures) -> str:
         if mlp_rows := model_symmetry(model):
             parts.append(format_symmetry_table(mlp_rows) + "\n")
         if attention_rows := model_attention_symmetry(model):
-            parts.append(format_attention_table(attention_rows) + "\n")
+            parts.append(_attention_tables(attention_rows))
     parts += [_command_block(_read_command(run_dir)), _versions_line(s.get("versions"))]
     return "\n".join(p for p in parts if p)
+
+
+def _attention_tables(rows: list[dict[str, Any]]) -> str:
+    """The per-head measures and, where the rows have them, Saponati et al.'s layer scores
+    (runs logged before the scores existed have none)."""
+    from .symmetry import LAYER_SCORES, format_attention_table, format_layer_scores_table
+
+    parts = [format_attention_table(rows) + "\n"]
+    if any(m in r for r in rows for m in LAYER_SCORES):
+        parts.append("Saponati et al.'s scores of each layer's W_Qᵀ W_K (symmetry ⟨M, Mᵀ⟩/‖M‖², "
+                     "directionality (R − C)/(R + C)):\n")
+        parts.append(format_layer_scores_table(rows) + "\n")
+    return "\n".join(parts)
 
 
 def _run_config(run_dir: Path) -> dict[str, Any]:

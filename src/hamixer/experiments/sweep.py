@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from ..io import write_json, write_text
-from ..plots import plot_sweep, plot_sweep_epochs
 from ..runs import format_mean_std, mean_std, read_init_metrics, read_metrics
 from ..train.config import TrainConfig
-from .jobs import Job, run_jobs
+from .cluster import check_no_active_submission
+from .jobs import Job, Launcher, run_jobs
 
 #: The λ grid of THEORY §3, from strong penalty to none.
 DEFAULT_LAMBDAS = (10.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 0.0)
@@ -35,6 +35,31 @@ DEFAULT_LAMBDAS = (10.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 0.0)
 REFERENCES = {"sym": ("symmixer", "SymMixer"), "para": ("paramixer", "ParaMixer"),
               "vanilla": ("vanillamixer", "vanilla Mixer"), "vit": ("vit", "ViT")}
 DEFAULT_REFERENCES = ("sym", "para", "vanilla")
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepFamily:
+    """What a sweep breaks: the asymmetric family, its references, and the breaking ratios
+    its records keep (logged key → column title), the first one the figure's."""
+
+    asym: tuple[str, str]
+    references: dict[str, tuple[str, str]]
+    default_references: tuple[str, ...]
+    ratios: dict[str, str]
+
+
+#: ``--family``: the Mixers (AsymMixer, THEORY §3) or the Transformers (AsymFormer, §8).
+SWEEP_FAMILIES = {
+    "mixer": SweepFamily(("asymmixer", "AsymMixer"), REFERENCES, DEFAULT_REFERENCES,
+                         {"breaking_ratio": "‖W̃‖/‖W1ᵀ‖"}),
+    "former": SweepFamily(("asymformer", "AsymFormer"),
+                          {"sym": ("symformer", "SymFormer"), "para": ("paraformer", "ParaFormer"),
+                           "vit": ("vit", "ViT")}, ("sym", "para", "vit"),
+                          {"breaking_ratio": "mean", "mlp.breaking_ratio": "‖W̃‖/‖W1ᵀ‖ (MLP)",
+                           "attn.value_breaking_ratio": "‖Ṽ‖/‖W_K‖",
+                           "attn.out_breaking_ratio": "‖Õ‖/‖W_Qᵀ‖",
+                           "attn.key_out_breaking_ratio": "‖K̃‖/‖W_Kᵀ‖"}),
+}
 
 
 def run_name(model: str, lam: float | None, breaking_init: str = "xavier") -> str:
@@ -82,41 +107,60 @@ class SweepPlan:
                 if seed in self.seeds_for(lam)]
 
 
-#: The logged means of ‖W̃‖/‖W1ᵀ‖ over the blocks, one per MLP kind.
-_RATIO_KEYS = tuple(f"sym/mean.{k}.breaking_ratio" for k in ("token", "channel"))
+#: The logged means over the blocks of every breaking matrix's norm relative to its tied
+#: part: a Mixer's token and channel MLPs, a Transformer's MLP and attention forms.
+_RATIO_KEYS = tuple(f"sym/mean.{k}" for k in (
+    "token.breaking_ratio", "channel.breaking_ratio", "mlp.breaking_ratio",
+    "attn.value_breaking_ratio", "attn.out_breaking_ratio", "attn.key_out_breaking_ratio"))
 
 
 def breaking_ratio(row: dict[str, Any]) -> float:
-    """‖W̃‖/‖W1ᵀ‖ of one row of measures, averaged over the token and channel MLP means
-    (NaN if the row has none)."""
+    """‖breaking‖/‖tied‖ of one row of measures, averaged over the forms it has (a Mixer's
+    token and channel MLP means; a Transformer's MLP, W_V, W_O and key-term means; NaN if
+    the row has none)."""
     vals = [row[k] for k in _RATIO_KEYS if k in row]
     return sum(vals) / len(vals) if vals else math.nan
 
 
-def final_breaking_ratio(run_dir: str | os.PathLike) -> float:
-    """:func:`breaking_ratio` at the end of a run: from the last row of ``metrics.jsonl``
+def breaking_ratios(row: dict[str, Any]) -> dict[str, float]:
+    """``{"breaking_ratio": the mean, "<part>.<measure>": each form's}`` of one row."""
+    forms = {k.removeprefix("sym/mean."): row[k] for k in _RATIO_KEYS if k in row}
+    return {"breaking_ratio": breaking_ratio(row), **forms}
+
+
+def final_breaking_ratios(run_dir: str | os.PathLike) -> dict[str, float]:
+    """:func:`breaking_ratios` at the end of a run: from the last row of ``metrics.jsonl``
     when the symmetry measures were logged, else from the last checkpoint."""
     rows = read_metrics(run_dir)
-    if rows and _RATIO_KEYS[0] in rows[-1]:
-        return breaking_ratio(rows[-1])
+    if rows and any(k in rows[-1] for k in _RATIO_KEYS):
+        return breaking_ratios(rows[-1])
     from ..train.checkpoint import load_model
     from .symmetry import flat_symmetry
 
-    return breaking_ratio(flat_symmetry(load_model(run_dir, prefer="last")[0]))
+    return breaking_ratios(flat_symmetry(load_model(run_dir, prefer="last")[0]))
+
+
+def final_breaking_ratio(run_dir: str | os.PathLike) -> float:
+    """The mean of :func:`final_breaking_ratios`."""
+    return final_breaking_ratios(run_dir)["breaking_ratio"]
 
 
 def run_sweep(base: TrainConfig, plan: SweepPlan, out: Path, symmetry: bool = True,
               command: str | None = None, jobs: int = 1, size: str | None = None,
-              log: Callable[[str], None] = print) -> dict[str, Any]:
+              log: Callable[[str], None] = print, launcher: Launcher | None = None,
+              family: str = "mixer") -> dict[str, Any] | None:
     """Train the sweep; write ``sweep.json``, ``sweep.md`` (with the ends against their
     references), ``sweep.png`` (against λ) and ``sweep-epochs.png`` (per epoch) into ``out``.
 
     ``size`` (e.g. ``"m4_28"``) picks the registered size of every model; by default, the
-    one that fits the dataset."""
+    one that fits the dataset. ``family``: a key of :data:`SWEEP_FAMILIES`. With a
+    ``launcher`` that only submits the runs (a Slurm array not waited for), nothing is written
+    here and None is returned."""
     from ..data import dataset_info
     from ..provenance import versions
 
-    families = {"asym": "asymmixer", **{k: fam for k, (fam, _) in REFERENCES.items()}}
+    fam = SWEEP_FAMILIES[family]
+    families = {"asym": fam.asym[0], **{k: f for k, (f, _) in fam.references.items()}}
     size = size or dataset_info(base.dataset).model_size
     size = {kind: f"{fam}_{size}" for kind, fam in families.items()}
     entries = plan.entries()
@@ -130,7 +174,10 @@ def run_sweep(base: TrainConfig, plan: SweepPlan, out: Path, symmetry: bool = Tr
         cfg = dataclasses.replace(base, model=size[kind], model_kwargs=kwargs, seed=seed,
                                   out=str(out / name / f"seed{seed}"), resume=True)
         run_jobs_plan.append(Job(f"{name} seed {seed}", cfg, symmetry))
-    summaries = run_jobs(run_jobs_plan, jobs, log, progress=not base.quiet)
+    check_no_active_submission(out, run_jobs_plan)
+    summaries = run_jobs(run_jobs_plan, jobs, log, progress=not base.quiet, launcher=launcher)
+    if summaries is None:
+        return None
     records = []
     for (kind, lam, init, seed), job, s in zip(entries, run_jobs_plan, summaries, strict=True):
         rec = {"kind": kind, "model": job.cfg.model, "seed": seed, "best_acc": s["best_test_acc"],
@@ -138,9 +185,9 @@ def run_sweep(base: TrainConfig, plan: SweepPlan, out: Path, symmetry: bool = Tr
                "out": job.cfg.out}
         if lam is not None:
             rec.update({"lambda": lam, "breaking_init": init,
-                        "breaking_ratio": final_breaking_ratio(job.cfg.out or "")})
+                        **final_breaking_ratios(job.cfg.out or "")})
         records.append(rec)
-    agg = aggregate(records)
+    agg = aggregate(records, family)
     table = format_sweep_md(agg)
     write_json(out / "sweep.json", {
         "dataset": base.dataset, "epochs": base.epochs, "batch_size": base.batch_size,
@@ -149,7 +196,7 @@ def run_sweep(base: TrainConfig, plan: SweepPlan, out: Path, symmetry: bool = Tr
         "breaking_inits": list(plan.breaking_inits),
         "mid_breaking_inits": (None if plan.mid_breaking_inits is None
                                else list(plan.mid_breaking_inits)),
-        "models": size,
+        "models": size, "family": family,
         "config": {**base.to_dict(), "model": None, "out": None},
         "records": records, "aggregate": agg, "command": command, "versions": versions()})
     middle = middle_note(plan.mid_seeds, plan.mid_breaking_inits)
@@ -158,13 +205,16 @@ def run_sweep(base: TrainConfig, plan: SweepPlan, out: Path, symmetry: bool = Tr
     footer = f"\n\nCommand: `{command}`\n" if command else "\n"
     ends = format_ends_md(agg)
     write_text(out / "sweep.md", header + table + (f"\n\n{ends}" if ends else "") + footer)
+    from ..plots import plot_sweep, plot_sweep_epochs  # matplotlib: not for `sweep --help`
+
     n_seeds = len(plan.seeds)
     seeds_text = f"{n_seeds} seed{'s' if n_seeds > 1 else ''}"
     plot_sweep(agg, out / "sweep.png",
                title=f"{size['asym']} on {base.dataset}: accuracy vs penalty λ "
-                     f"({base.epochs} epochs, {seeds_text})")
-    plot_sweep_epochs(*epoch_series(records), out / "sweep-epochs.png",
-                      title=f"{size['asym']} on {base.dataset}, per epoch (mean over seeds)")
+                     f"({base.epochs} epochs, {seeds_text})", labels=sweep_labels(agg))
+    plot_sweep_epochs(*epoch_series(records, family), out / "sweep-epochs.png",
+                      title=f"{size['asym']} on {base.dataset}, per epoch (mean over seeds)",
+                      ratio_label=sweep_labels(agg)["ratio"])
     return {"records": records, "aggregate": agg, "table": table, "ends": ends}
 
 
@@ -182,13 +232,28 @@ def middle_note(mid_seeds: Sequence[int] | None, mid_inits: Sequence[str] | None
 # ------------------------------------------------------------------------ aggregation
 def _summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"n_seeds": len(runs), "seeds": [r["seed"] for r in runs]}
-    for key in ("best_acc", "final_acc", "breaking_ratio"):
+    ratios = [k for k in dict.fromkeys(k for r in runs for k in r) if k.endswith("breaking_ratio")]
+    for key in ("best_acc", "final_acc", *ratios):
         if any(key in r for r in runs):
             out[key], out[f"{key}_std"] = mean_std(r.get(key) for r in runs)
     return out
 
 
-def aggregate(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def _family(agg: dict[str, Any]) -> SweepFamily:
+    return SWEEP_FAMILIES[agg.get("family", "mixer")]
+
+
+def sweep_labels(agg: dict[str, Any]) -> dict[str, str]:
+    """Names in tables and figures of an aggregate's family: ``"asym"`` and each reference
+    kind, and ``"ratio"``, what the figure's breaking ratio is."""
+    fam = _family(agg)
+    ratio = ("‖W̃‖ / ‖W1ᵀ‖ (mean over blocks and MLPs)" if fam is SWEEP_FAMILIES["mixer"] else
+             "‖breaking‖ / ‖tied‖ (mean over blocks and forms: MLP, W_V, W_O, key term)")
+    return {"asym": fam.asym[1], "ratio": ratio,
+            **{k: label for k, (_, label) in fam.references.items()}}
+
+
+def aggregate(records: Sequence[dict[str, Any]], family: str = "mixer") -> dict[str, Any]:
     """Mean and std over seeds: one row per (λ, breaking_init), plus the reference levels."""
     asym = [r for r in records if r["kind"] == "asym"]
     inits = list(dict.fromkeys(r.get("breaking_init", "xavier") for r in asym))
@@ -200,34 +265,44 @@ def aggregate(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
             if runs:
                 rows.append({"lambda": lam, "breaking_init": init, **_summarize(runs)})
     refs = {kind: _summarize([r for r in records if r["kind"] == kind])
-            for kind in REFERENCES if any(r["kind"] == kind for r in records)}
-    return {"asym": rows, "reference": refs}
+            for kind in SWEEP_FAMILIES[family].references
+            if any(r["kind"] == kind for r in records)}
+    return {"asym": rows, "reference": refs, "family": family}
 
 
 def format_sweep_md(agg: dict[str, Any]) -> str:
-    """The sweep as a Markdown table: SymMixer, AsymMixer from large λ to 0, free Mixers."""
+    """The sweep as a Markdown table: the tied model, the asymmetric one from large λ to 0
+    (with each breaking ratio its family keeps), the free ones."""
+    fam, labels = _family(agg), sweep_labels(agg)
+    ratios = [k for k in fam.ratios if k != "breaking_ratio"] or ["breaking_ratio"]
     inits = {r.get("breaking_init", "xavier") for r in agg["asym"]}
     with_init = inits != {"xavier"}
     head = "| model | λ |" + (" W̃ start |" if with_init else "")
-    lines = [head + " best test top-1 (%) | final test top-1 (%) | ‖W̃‖/‖W1ᵀ‖ | seeds |",
-             "|---|---:|" + ("---|" if with_init else "") + "---:|---:|---:|---:|"]
+    lines = [head + " best test top-1 (%) | final test top-1 (%) | "
+             + " | ".join(fam.ratios[k] for k in ratios) + " | seeds |",
+             "|---|---:|" + ("---|" if with_init else "") + "---:|---:|"
+             + "---:|" * len(ratios) + "---:|"]
 
-    def line(name: str, lam: str, init: str, r: dict[str, Any], ratio: str) -> str:
+    def line(name: str, lam: str, init: str, r: dict[str, Any], cells: list[str]) -> str:
         n = r["n_seeds"]
         return (f"| {name} | {lam} |" + (f" {init} |" if with_init else "")
                 + f" {format_mean_std(r['best_acc'], r['best_acc_std'], n)} |"
-                f" {format_mean_std(r['final_acc'], r['final_acc_std'], n)} | {ratio} | {n} |")
+                f" {format_mean_std(r['final_acc'], r['final_acc_std'], n)} | "
+                + " | ".join(cells) + f" | {n} |")
+
+    def ratio(r: dict[str, Any], key: str) -> str:
+        v = r.get(key, math.nan)
+        return "–" if v is None or math.isnan(v) else f"{v:.3g}"
 
     refs = agg["reference"]
     if "sym" in refs:
-        lines.append(line("SymMixer", "∞", "–", refs["sym"], "0"))
+        lines.append(line(labels["sym"], "∞", "–", refs["sym"], ["0"] * len(ratios)))
     for r in agg["asym"]:
-        ratio = r.get("breaking_ratio", math.nan)
-        lines.append(line("AsymMixer", f"{r['lambda']:g}", r.get("breaking_init", "xavier"),
-                          r, "–" if math.isnan(ratio) else f"{ratio:.3g}"))
+        lines.append(line(labels["asym"], f"{r['lambda']:g}", r.get("breaking_init", "xavier"),
+                          r, [ratio(r, k) for k in ratios]))
     for kind in ("para", "vanilla", "vit"):
         if kind in refs:
-            lines.append(line(REFERENCES[kind][1], "(free)", "–", refs[kind], "–"))
+            lines.append(line(labels[kind], "(free)", "–", refs[kind], ["–"] * len(ratios)))
     return "\n".join(lines)
 
 
@@ -249,21 +324,21 @@ def format_ends_md(agg: dict[str, Any]) -> str:
         verdict = ("– (one seed)" if n < 2 else
                    f"{'yes' if abs(delta) <= sigma else 'no'} (σ = {sigma:.2f})")
         lines.append(f"| {r['lambda']:g} | {r.get('breaking_init', 'xavier')} | "
-                     f"{REFERENCES[ref_kind][1]} | {delta:+.2f} | {verdict} |")
+                     f"{sweep_labels(agg)[ref_kind]} | {delta:+.2f} | {verdict} |")
     if not lines:
         return ""
     return "\n".join(["| λ | W̃ start | reference | Δ best top-1 (points) | meets it |",
                       "|---:|---|---|---:|---|", *lines])
 
 
-def epoch_series(records: Sequence[dict[str, Any]]) -> tuple[
+def epoch_series(records: Sequence[dict[str, Any]], family: str = "mixer") -> tuple[
         dict[tuple[float, str], dict[str, list[float]]], dict[str, list[float]]]:
     """Per epoch, mean over seeds: for each AsymMixer (λ, W̃ start) ``{"ratio": ‖W̃‖/‖W1ᵀ‖
     from epoch 0, "acc": test top-1 from epoch 1}``; for each reference (by its name in
     tables) its test top-1."""
     groups: dict[Any, list[dict[str, Any]]] = {}
     for r in records:
-        label = (REFERENCES[r["kind"]][1] if r["kind"] != "asym" else
+        label = (SWEEP_FAMILIES[family].references[r["kind"]][1] if r["kind"] != "asym" else
                  (r["lambda"], r.get("breaking_init", "xavier")))
         groups.setdefault(label, []).append(r)
     asym, refs = {}, {}

@@ -23,12 +23,19 @@ A gated MLP (GLU) is measured on the value half of ``fc1`` (see
 ``W_V`` ([head_dim, D]) and ``W_O`` ([D, head_dim]):
 
 * ``qk_sym``, ``qk_antisym``: ‖(M ± Mᵀ)/2‖ / ‖M‖ of ``M = W_Qᵀ W_K`` ([D, D]), the bilinear
-  form of the score ``x_iᵀ M x_j``. ``qk_sym²`` is the symmetry score of Saponati et al.
-  (ICML 2025, arXiv:2502.10927), which grows under bidirectional training.
+  form of the score ``x_iᵀ M x_j`` (per head; ``qk_sym² − qk_antisym²`` is the head's
+  symmetry score in the sense of Saponati et al., below).
 * ``vo_sym``, ``vo_antisym``: the same for ``N = W_O W_V`` ([D, D]), what the head writes
   into the residual stream from the values it reads.
+* ``vo_qk_cosine``, ``vo_qk_distance``: N against M, ⟨N, M⟩ / (‖N‖·‖M‖) and ‖N − M‖ / ‖M‖.
+  An energy attention (THEORY §8) has the tied value–output map ``W_O W_V = W_Qᵀ W_K``
+  (cosine 1, distance 0), the symmetric start of :mod:`hamixer.models.symmetric_init` too;
+  independent random matrices of one scale give about 0 and √2.
 
-A layer's row holds the mean over its heads (and ``per_head`` lists). Beside every measure
+A layer's row holds the mean over its heads (and ``per_head`` lists), and two scores of the
+whole layer, Saponati et al.'s (:mod:`hamixer.experiments.layer_scores`): of the layer's
+``M = W_Qᵀ W_K = Σ_h W_Q^hᵀ W_K^h``, ``qk_symmetry_score`` = ⟨M, Mᵀ⟩ / ‖M‖² and
+``qk_directionality_score``, as they publish them. Beside every measure
 the *reference* of :mod:`hamixer.experiments.symmetry_reference` says what independent random
 matrices of the same shapes score.
 """
@@ -51,12 +58,23 @@ from ..models.find_layers import (
     split_heads,
 )
 from ..runs import format_measure, read_init_metrics, read_metrics
+from .layer_scores import directionality_score, over_layers, query_key_matrix, symmetry_score
 from .symmetry_reference import REFERENCE_DRAWS, random_reference
 
 MEASURES = ("cosine", "scale", "residual", "coupling_sym", "coupling_antisym")
 #: The measures of an MLP row in a metrics row (``breaking_ratio`` only for AsymMixer).
 MLP_MEASURES = (*MEASURES, "breaking_ratio")
-ATTENTION_MEASURES = ("qk_sym", "qk_antisym", "vo_sym", "vo_antisym")
+#: Attention measures per head (a row holds their means over heads, and ``per_head``).
+HEAD_MEASURES = ("qk_sym", "qk_antisym", "vo_sym", "vo_antisym", "vo_qk_cosine",
+                 "vo_qk_distance")
+#: Saponati et al.'s scores of the whole layer's query–key matrix.
+LAYER_SCORES = ("qk_symmetry_score", "qk_directionality_score")
+#: hamixer's attention only (THEORY §8): the key term against its tied map ``W_Kᵀ W_Q`` and its
+#: size against the query term's (means over heads), and AsymFormer's breaking matrices
+#: relative to the tied parts they break.
+KEY_TERM_MEASURES = ("key_qk_cosine", "key_term_ratio")
+BREAKING_MEASURES = ("value_breaking_ratio", "out_breaking_ratio", "key_out_breaking_ratio")
+ATTENTION_MEASURES = (*HEAD_MEASURES, *LAYER_SCORES, *KEY_TERM_MEASURES, *BREAKING_MEASURES)
 
 
 # ------------------------------------------------------------------------- one layer
@@ -111,25 +129,91 @@ def bilinear_shares(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     return ((1 + ratio) / 2).clamp(0, 1).sqrt(), ((1 - ratio) / 2).clamp(0, 1).sqrt()
 
 
+def frobenius_products(a: Tensor, b: Tensor, c: Tensor, d: Tensor) -> Tensor:
+    """⟨aᵀ b, cᵀ d⟩ (Frobenius) for factors [..., r, D] batched over leading dimensions,
+    computed in the r × r space: tr(bᵀ a cᵀ d) = Σ (a cᵀ) ∘ (b dᵀ)."""
+    return ((a @ c.mT) * (b @ d.mT)).sum((-2, -1))
+
+
+@torch.no_grad()
+def value_output_against_query_key(o_t: Tensor, v: Tensor, q: Tensor, k: Tensor
+                                   ) -> tuple[Tensor, Tensor]:
+    """Per head, ``N = W_O W_V`` against ``M = W_Qᵀ W_K``: the cosine ⟨N, M⟩ / (‖N‖‖M‖) and
+    the relative distance ‖N − M‖ / ‖M‖, for ``W_Oᵀ``, ``W_V``, ``W_Q``, ``W_K`` [..., r, D]
+    (float64; NaN where N or M is 0)."""
+    o_t, v, q, k = (x.double() for x in (o_t, v, q, k))
+    nm = frobenius_products(o_t, v, q, k)
+    n2, m2 = frobenius_products(o_t, v, o_t, v), frobenius_products(q, k, q, k)
+    cosine = nm / (n2 * m2).sqrt()
+    distance = (n2 + m2 - 2 * nm).clamp(min=0).sqrt() / m2.sqrt()
+    return cosine, distance
+
+
 def attention_weight_symmetry(qkv: Tensor, proj: Tensor, num_heads: int) -> dict[str, Any]:
     """The attention measures of a fused ``qkv`` weight [3·H·head_dim, D] and an output
-    ``proj`` weight [D_out, H·head_dim]: means over heads, and ``per_head`` lists. The
-    value-output measures are NaN when D_out ≠ D (N is not square)."""
+    ``proj`` weight [D_out, H·head_dim]: means over heads, ``per_head`` lists, and the layer
+    scores. The value-output measures are NaN when D_out ≠ D (N is not square)."""
     q, k, v, o_t = split_heads(qkv, proj, num_heads)
     per_head = dict(zip(("qk_sym", "qk_antisym"), bilinear_shares(q, k), strict=True))
+    vo = ("vo_sym", "vo_antisym", "vo_qk_cosine", "vo_qk_distance")
     if o_t.shape == v.shape:
-        per_head.update(zip(("vo_sym", "vo_antisym"), bilinear_shares(o_t, v), strict=True))
+        per_head.update(zip(vo[:2], bilinear_shares(o_t, v), strict=True))
+        per_head.update(zip(vo[2:], value_output_against_query_key(o_t, v, q, k),
+                            strict=True))
     else:
         nan = torch.full((num_heads,), float("nan"), dtype=torch.float64)
-        per_head.update(vo_sym=nan, vo_antisym=nan)
-    out: dict[str, Any] = {m: per_head[m].mean().item() for m in ATTENTION_MEASURES}
-    out["per_head"] = {m: per_head[m].tolist() for m in ATTENTION_MEASURES}
+        per_head.update(dict.fromkeys(vo, nan))
+    out: dict[str, Any] = {m: per_head[m].mean().item() for m in HEAD_MEASURES}
+    out.update(layer_scores(qkv))
+    out["per_head"] = {m: per_head[m].tolist() for m in HEAD_MEASURES}
     return out
+
+
+def layer_scores(qkv: Tensor) -> dict[str, float]:
+    """Saponati et al.'s ``qk_symmetry_score`` and ``qk_directionality_score`` of the layer's
+    query–key matrix ``W_Qᵀ W_K`` (all heads; :mod:`hamixer.experiments.layer_scores`) from
+    a fused ``qkv`` weight."""
+    w_q, w_k, _ = qkv.chunk(3)
+    m = query_key_matrix(w_q, w_k)
+    return {"qk_symmetry_score": symmetry_score(m),
+            "qk_directionality_score": directionality_score(m)}
 
 
 def attention_symmetry(layer: FoundAttention) -> dict[str, Any]:
     """The attention measures of one found attention layer."""
-    return attention_weight_symmetry(layer.qkv_weight, layer.proj.weight, layer.num_heads)
+    row = attention_weight_symmetry(layer.qkv_weight, layer.out_weight, layer.num_heads)
+    if layer.kind == "hamixer":
+        row.update(key_term_symmetry(layer))
+    return row
+
+
+#: breaking matrix → the tied matrix it is measured against (AsymFormer's attention)
+_BREAKING = {"value_breaking": "key_weight", "out_breaking": "query_weight",
+             "key_out_breaking": "key_weight"}
+
+
+@torch.no_grad()
+def key_term_symmetry(layer: FoundAttention) -> dict[str, float]:
+    """The key term of a hamixer attention (THEORY §8), per head ``K_out^h W_Q^h``, against its
+    tied map ``W_K^hᵀ W_Q^h``: ``key_qk_cosine`` (1 for energy attention) and
+    ``key_term_ratio`` = ‖K_out^h W_Q^h‖ / ‖W_O^h W_V^h‖ (1 for energy attention, 0 where
+    the key term is cancelled), means over heads; none without a key term (free
+    attention). And each breaking matrix's norm relative to its tied part: ``Ṽ`` to
+    ``W_K``, ``Õ`` to ``W_Qᵀ``, ``K̃`` to ``W_Kᵀ``."""
+    module, out = layer.module, {}
+    key_out = module.key_out_weight
+    if key_out is not None:
+        q, k, v, o_t = (x.double() for x in layer.heads())
+        a = key_out.t().double().reshape(layer.num_heads, layer.head_dim, -1)  # K_out^hᵀ
+        nm = frobenius_products(a, q, k, q)
+        n2, m2 = frobenius_products(a, q, a, q), frobenius_products(k, q, k, q)
+        out["key_qk_cosine"] = (nm / (n2 * m2).sqrt()).mean().item()
+        out["key_term_ratio"] = (n2 / frobenius_products(o_t, v, o_t, v)).sqrt().mean().item()
+    for breaking, tied in _BREAKING.items():
+        if isinstance(getattr(module, breaking, None), Tensor):
+            ratio = getattr(module, breaking).norm() / getattr(module, tied).norm()
+            out[f"{breaking}_ratio"] = ratio.item()
+    return out
 
 
 # --------------------------------------------------------------- untrained references
@@ -142,7 +226,7 @@ def mlp_reference(layer: FoundMLP) -> dict[str, tuple[float, float]]:
 def attention_reference(layer: FoundAttention) -> dict[str, tuple[float, float]]:
     """``{measure: (mean, std)}`` of random ``qkv``, ``proj`` weights of ``layer``'s shapes
     (the statistics of the mean over heads, as a row reports it)."""
-    shapes = (tuple(layer.qkv_weight.shape), tuple(layer.proj.weight.shape))
+    shapes = (tuple(layer.qkv_weight.shape), tuple(layer.out_weight.shape))
     return random_reference(attention_weight_symmetry, shapes, (layer.num_heads,))
 
 
@@ -200,8 +284,8 @@ def flat_symmetry(model: nn.Module) -> dict[str, float]:
     """Measures as flat keys for a metrics row: ``sym/{block}.{part}.{measure}`` (a layer
     outside any block: ``sym/{part}.{measure}``) plus the means over blocks,
     ``sym/mean.{part}.{measure}``. Parts: ``token``/``channel`` (Mixer MLPs), ``mlp`` and
-    ``attn`` (ViT), …; attention measures: ``qk_sym``, ``qk_antisym``, ``vo_sym``,
-    ``vo_antisym``."""
+    ``attn`` (ViT), …; attention measures: :data:`ATTENTION_MEASURES` (the means over
+    heads, and the two layer scores)."""
     flat: dict[str, float] = {}
     per_part: dict[tuple[str, str], list[float]] = {}
     for row, part, measures in _layer_rows(symmetry_report(model, references=False)):
@@ -256,21 +340,60 @@ def format_symmetry_table(rows: Iterable[dict[str, Any]]) -> str:
 
 
 def format_attention_table(rows: Iterable[dict[str, Any]]) -> str:
-    """Markdown table of attention rows (means over heads; references where present)."""
-    head = ["block", "attention", "heads", "QK sym", "QK antisym", "VO sym", "VO antisym"]
+    """Markdown table of attention rows, the per-head measures (means over heads;
+    references where present)."""
+    head = ["block", "attention", "heads", "QK sym", "QK antisym", "VO sym", "VO antisym",
+            "cos(VO, QK)", "‖VO − QK‖/‖QK‖"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [_block(r["block"]), r["attn"], str(r.get("heads", "?"))]
-        cells += [_cell(r, m) for m in ATTENTION_MEASURES]
+        cells += [_cell(r, m) for m in HEAD_MEASURES]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def format_layer_scores_table(rows: Iterable[dict[str, Any]]) -> str:
+    """Markdown table of Saponati et al.'s scores per attention layer, and a last line with
+    their median and interquartile range over the layers, as their tables give them."""
+    rows = list(rows)
+    head = ["block", "attention", "symmetry score", "directionality score"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [_block(r["block"]), r["attn"]] + [_cell(r, m) for m in LAYER_SCORES]
+        lines.append("| " + " | ".join(cells) + " |")
+    summary = layer_scores_over_layers(rows)
+    if summary:
+        cells = [_median_iqr(summary[m]) for m in LAYER_SCORES]
+        lines.append(f"| median [q25, q75] | {len(rows)} layers | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def layer_scores_over_layers(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """``{score: {"median", "q25", "q75"}}`` of the layer scores of attention rows, over
+    the layers that have them (empty when none has)."""
+    rows = list(rows)
+    out = {}
+    for m in LAYER_SCORES:
+        values = [r[m] for r in rows if isinstance(r.get(m), float) and r[m] == r[m]]
+        if values:
+            out[m] = over_layers(values)
+    return out
+
+
+def _median_iqr(summary: dict[str, float]) -> str:
+    return f"{_fmt(summary['median'])} [{_fmt(summary['q25'])}, {_fmt(summary['q75'])}]"
+
+
 REFERENCE_NOTE = (f"(init m ± s): what an untrained layer of the same shapes scores, mean ± "
                   f"std over {REFERENCE_DRAWS} draws of independent random matrices")
-ATTENTION_NOTE = ("per head h, M = W_Qᵀ W_K and N = W_O W_V ([D, D]); sym / antisym = "
-                  "‖(M ± Mᵀ)/2‖ / ‖M‖, mean over heads; QK sym² is the symmetry score of "
-                  "Saponati et al. (arXiv:2502.10927)")
+ATTENTION_NOTE = ("per head h, M = W_Q^hᵀ W_K^h and N = W_O^h W_V^h ([D, D]); sym / antisym "
+                  "= ‖(M ± Mᵀ)/2‖ / ‖M‖; cos(VO, QK) = ⟨N, M⟩ / (‖N‖‖M‖), ‖VO − QK‖/‖QK‖ = "
+                  "‖N − M‖ / ‖M‖ (tied value–output map: 1, 0); means over heads")
+LAYER_SCORES_NOTE = ("Saponati et al. (arXiv:2502.10927), as their code and tables define them, "
+                     "of the whole layer's M = W_Qᵀ W_K = Σ_h W_Q^hᵀ W_K^h: symmetry score "
+                     "⟨M, Mᵀ⟩ / ‖M‖² (2‖M_sym‖²/‖M‖² − 1; symmetric 1, antisymmetric −1, random "
+                     "≈ 1/D), directionality score (R − C) / (R + C), R and C the excess of "
+                     "M's row and column norms over mean + 2 std (random ≈ 0)")
 
 
 def _block(block: int | None) -> str:
@@ -278,7 +401,9 @@ def _block(block: int | None) -> str:
 
 
 def _cell(row: dict[str, Any], measure: str) -> str:
-    value = _fmt(row.get(measure, float("nan")))
+    if measure not in row:  # e.g. a run logged before the measure existed
+        return "–"
+    value = _fmt(row[measure])
     ref = row.get("init", {}).get(measure)
     return value if ref is None else f"{value} (init {ref['mean']:.2f} ± {ref['std']:.2f})"
 

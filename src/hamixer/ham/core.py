@@ -15,6 +15,7 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -152,26 +153,35 @@ class HAM(nn.Module):
 
     def __init__(self, neurons: Mapping[str, Neurons], synapses: Mapping[str, Synapse]) -> None:
         super().__init__()
+        if not neurons:
+            raise ValueError("a HAM needs at least one layer of neurons")
         self.neurons = nn.ModuleDict(dict(neurons))
         self.synapses = nn.ModuleDict(dict(synapses))
-        for name, syn in self.synapses.items():
+        for name, syn in synapses.items():
             for end in (syn.pre, syn.post):
-                if end not in self.neurons:
+                if end not in neurons:
                     raise ValueError(f"synapse {name!r} joins unknown layer {end!r}")
+
+    # A ModuleDict's values are typed Module; these hold the Neurons and Synapses given above.
+    def _layers(self) -> Mapping[str, Neurons]:
+        return cast("Mapping[str, Neurons]", self.neurons)
+
+    def _synapses(self) -> Mapping[str, Synapse]:
+        return cast("Mapping[str, Synapse]", self.synapses)
 
     # ----------------------------------------------------------------- states
     def init_states(self, batch: int, fill: float = 0.0, **like: Tensor) -> States:
         """Zero (or ``fill``) states of every layer, with given ones taken from ``like``."""
         ref = next(self.parameters(), None)
-        kw = dict(device=ref.device, dtype=ref.dtype) if ref is not None else {}
+        kw: dict[str, Any] = dict(device=ref.device, dtype=ref.dtype) if ref is not None else {}
         states = {}
-        for name, layer in self.neurons.items():
+        for name, layer in self._layers().items():
             states[name] = like[name] if name in like else torch.full(
                 (batch, *layer.shape), fill, **kw)
         return states
 
     def check_states(self, states: Mapping[str, Tensor]) -> None:
-        for name, layer in self.neurons.items():
+        for name, layer in self._layers().items():
             if name not in states:
                 raise ValueError(f"missing state of layer {name!r}")
             if tuple(states[name].shape[1:]) != layer.shape:
@@ -179,17 +189,16 @@ class HAM(nn.Module):
                                  f"{tuple(states[name].shape[1:])} after the batch dimension")
 
     def activations(self, states: Mapping[str, Tensor]) -> States:
-        return {name: layer.activation(states[name]) for name, layer in self.neurons.items()}
+        return {name: layer.activation(states[name]) for name, layer in self._layers().items()}
 
     # ----------------------------------------------------------------- energy
     def interaction_energy(self, acts: Mapping[str, Tensor]) -> Tensor:
         """The part of E that depends on the activations only: fields and synapses."""
-        total = None
-        for name, layer in self.neurons.items():
-            e = layer.field(acts[name])
-            total = e if total is None else total + e
-        for syn in self.synapses.values():
-            total = total + syn.energy(acts[syn.pre], acts[syn.post])
+        parts = [layer.field(acts[name]) for name, layer in self._layers().items()]
+        parts += [syn.energy(acts[syn.pre], acts[syn.post]) for syn in self._synapses().values()]
+        total = parts[0]  # a HAM has a layer; the sum runs in the order of the layers
+        for part in parts[1:]:
+            total = total + part
         return total
 
     def energy_tree(self, states: Mapping[str, Tensor]) -> dict[str, dict[str, Tensor]]:
@@ -197,15 +206,16 @@ class HAM(nn.Module):
         self.check_states(states)
         acts = self.activations(states)
         neurons = {name: layer.legendre(states[name], acts[name]) + layer.field(acts[name])
-                   for name, layer in self.neurons.items()}
+                   for name, layer in self._layers().items()}
         synapses = {name: syn.energy(acts[syn.pre], acts[syn.post])
-                    for name, syn in self.synapses.items()}
+                    for name, syn in self._synapses().items()}
         return {"neurons": neurons, "synapses": synapses}
 
     def energy(self, states: Mapping[str, Tensor]) -> Tensor:
         """Total energy of each sample, ``[B]``."""
         tree = self.energy_tree(states)
-        return sum(tree["neurons"].values()) + sum(tree["synapses"].values())
+        # sum() starts from the int 0; with one layer or more the result is a tensor
+        return cast(Tensor, sum(tree["neurons"].values()) + sum(tree["synapses"].values()))
 
     def grads(self, states: Mapping[str, Tensor], create_graph: bool = False) -> States:
         """``∂E/∂g_A = x_A + ∂E_int/∂g_A`` for every layer, by autograd on the activations.
@@ -235,16 +245,17 @@ class HAM(nn.Module):
 
         This is the adiabatic limit of THEORY §2 (hidden time constants → 0).
         """
-        g_vis = self.neurons[visible].activation(states[visible])
+        layers = self._layers()
+        g_vis = layers[visible].activation(states[visible])
         out = dict(states)
         drives: dict[str, Tensor] = {}
-        for syn in self.synapses.values():
-            if syn.pre != visible:
-                continue
-            layer = self.neurons[syn.post]
+        for syn in self._synapses().values():
+            if syn.pre != visible or syn.post == visible:  # a layer's synapse with itself
+                continue                                   # (attention) feeds no hidden layer
+            layer = layers[syn.post]
             d = syn.drive(g_vis).reshape(g_vis.shape[0], *layer.shape)
             drives[syn.post] = d if syn.post not in drives else drives[syn.post] + d
         for name, d in drives.items():
-            bias = self.neurons[name].bias
+            bias = layers[name].bias
             out[name] = d if bias is None else d + bias
         return out

@@ -8,6 +8,7 @@ the constructor say what is valid, so every model (ours or timm's) is checked th
 from __future__ import annotations
 
 import collections.abc
+import math
 import types
 import typing
 from typing import Any
@@ -66,6 +67,8 @@ def _describe(hint: Any) -> str:
 def check_argument(name: str, key: str, value: Any, hint: Any) -> Any:
     """``value`` as model ``name``'s constructor takes argument ``key`` (annotated ``hint``;
     ``None``: unchecked), or a :class:`ConfigError` naming the argument, type and value."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"model argument {key!r} of {name} must be finite, got {value!r}")
     if hint is None:
         return value
     for kind in _alternatives(hint):

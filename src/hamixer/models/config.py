@@ -26,6 +26,10 @@ BREAKING_INITS = ("xavier", "zero", "free")
 #: tied MLPs (W̃ = 0) or ParaMixer's free ones (W̃ = W2₀ − W1₀ᵀ).
 START_MLPS: dict[str, type[MixingMLP]] = {"zero": SymmetricMLP, "free": FreeMLP}
 
+#: The least value of each size field.
+_LEAST = {"num_blocks": 1, "embed_dim": 1, "patch_size": 1, "img_size": 1, "in_chans": 1,
+          "num_classes": 0}
+
 #: What builds an MLP: a class of :data:`MLP_TYPES` or any callable taking its arguments
 #: (iMixer's is a ``functools.partial`` of its class).
 MLPFactory = Callable[..., MixingMLP]
@@ -114,6 +118,15 @@ class MixerConfig:
     breaking_weight_decay: bool = True
 
     def __post_init__(self) -> None:
+        for key, least in _LEAST.items():
+            if getattr(self, key) < least:
+                raise ConfigError(f"{key} must be >= {least}, got {getattr(self, key)}")
+        for key in ("drop_rate", "proj_drop_rate", "drop_path_rate"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be in [0, 1), got {getattr(self, key)}")
+        ratios = self.mlp_ratio if isinstance(self.mlp_ratio, Sequence) else [self.mlp_ratio]
+        if not all(r > 0 for r in ratios):
+            raise ConfigError(f"mlp_ratio must be > 0, got {self.mlp_ratio}")
         checks = [
             (self.n_iter >= 1, f"n_iter must be >= 1, got {self.n_iter}"),
             (self.asym_lambda >= 0, f"asym_lambda must be >= 0, got {self.asym_lambda}"),

@@ -14,8 +14,8 @@ is exactly the block's increment ``block(x) − x``; the continuous dynamics
 
 * the block is a :class:`ParallelMixerBlock` (a serial block applies two norms in sequence
   and is not the gradient step of one energy);
-* its norm is the joint LayerNorm over (S, C) with ``affine="scalar"`` or ``"none"``, or
-  the per-token LayerNorm with ``affine="none"`` (then ``L_v`` is the sum of one LayerNorm
+* its norm is the joint LayerNorm over (S, C) or the per-token LayerNorm, with
+  ``affine="scalar"`` or ``"none"`` (per token, ``L_v`` is the sum of one LayerNorm
   Lagrangian per token). An *elementwise* gain makes the Jacobian of ``g`` non-symmetric:
   ``g`` is then no gradient of any Lagrangian. The shift δ (elementwise) is fine: it is the
   linear term ``Σ δ·x`` of ``L_v`` and cancels in the Legendre term;
@@ -61,30 +61,36 @@ def check_energy_config(block: nn.Module, pseudo: bool = False) -> None:
         raise ConfigError(f"{type(block).__name__} has no energy: only parallel Mixer blocks "
                           "(one norm, both MLPs on the same input) are a Hopfield update")
     for label, mlp in (("token", block.token_mlp), ("channel", block.channel_mlp)):
-        act = mlp.act
-        if not isinstance(act, nn.GELU) or act.approximate != "none":
-            raise ConfigError(f"the {label} MLP's activation is {act!r}; the energy needs the "
-                              "exact erf GELU (nn.GELU()), whose Lagrangian is Φ")
-        if not pseudo and not _is_tied(mlp):
-            raise ConfigError(f"the {label} MLP is {type(mlp).__name__}: only tied "
-                              "(SymmetricMLP) weights have an exact energy; pass pseudo=True "
-                              "for the pseudo-energy")
-    norm = block.norm
-    if isinstance(norm, JointLayerNorm):
+        check_mlp_energy(label, mlp, pseudo)
+    check_norm_energy(block.norm, pseudo)
+
+
+def check_mlp_energy(label: str, mlp: MixingMLP, pseudo: bool) -> None:
+    """Raise :class:`ConfigError` unless ``mlp`` (named ``label`` in the message) is the
+    gradient of a Hopfield energy (tied, exact GELU), or with ``pseudo`` has a pseudo-energy."""
+    act = mlp.act
+    if not isinstance(act, nn.GELU) or act.approximate != "none":
+        raise ConfigError(f"the {label} MLP's activation is {act!r}; the energy needs the "
+                          "exact erf GELU (nn.GELU()), whose Lagrangian is Φ")
+    if not pseudo and not _is_tied(mlp):
+        raise ConfigError(f"the {label} MLP is {type(mlp).__name__}: only tied "
+                          "(SymmetricMLP) weights have an exact energy; pass pseudo=True "
+                          "for the pseudo-energy")
+
+
+def check_norm_energy(norm: nn.Module, pseudo: bool) -> None:
+    """Raise :class:`ConfigError` unless ``norm`` is the gradient of a Lagrangian (a joint
+    or per-token LayerNorm with a scalar or no gain), or with ``pseudo`` any of the two."""
+    if isinstance(norm, (JointLayerNorm, TokenLayerNorm)):
         if norm.affine == "elementwise" and not pseudo:
-            raise ConfigError("the joint LayerNorm has an elementwise gain, which is not the "
-                              "gradient of a Lagrangian; use norm_affine='scalar' or 'none', or "
-                              "pass pseudo=True")
-    elif isinstance(norm, TokenLayerNorm):
-        if norm.elementwise_affine and not pseudo:
-            raise ConfigError("the per-token LayerNorm has an elementwise gain, which is not the "
-                              "gradient of a Lagrangian; use a joint norm with "
-                              "norm_affine='scalar' or 'none', or pass pseudo=True")
+            raise ConfigError("the LayerNorm has an elementwise gain, which is not the "
+                              "gradient of a Lagrangian; use norm_affine='scalar' or 'none', "
+                              "or pass pseudo=True")
     else:
         raise ConfigError(f"unsupported norm {type(norm).__name__} for the energy")
 
 
-def visible_lagrangian(block: ParallelMixerBlock) -> LayerNormLagrangian:
+def visible_lagrangian(block: nn.Module) -> LayerNormLagrangian:
     """The Lagrangian ``L_v`` whose gradient is ``block.norm`` (scalar-gain version)."""
     norm = block.norm
     if isinstance(norm, JointLayerNorm):
@@ -92,7 +98,7 @@ def visible_lagrangian(block: ParallelMixerBlock) -> LayerNormLagrangian:
         affine = norm.affine
     else:
         axes = (-1,)
-        affine = "elementwise" if norm.elementwise_affine else "none"
+        affine = norm.affine
     if affine == "none":
         return LayerNormLagrangian(axes, 1.0, None, norm.eps)
     if affine == "scalar":
@@ -101,7 +107,8 @@ def visible_lagrangian(block: ParallelMixerBlock) -> LayerNormLagrangian:
     return LayerNormLagrangian(axes, norm.weight.detach().mean(), norm.bias, norm.eps)
 
 
-def _mlp_energy(mlp: MixingMLP, g: Tensor) -> Tensor:
+def mlp_energy(mlp: MixingMLP, g: Tensor) -> Tensor:
+    """``−Σ Φ(W1 g + b1) − b2·g`` of an MLP along its axis, ``[B]``."""
     e = -gelu_lagrangian(mlp.hidden(g)).flatten(1).sum(-1)
     if mlp.b2 is not None:
         b2 = mlp.b2.unsqueeze(-1) if mlp.axis == -2 else mlp.b2
@@ -112,10 +119,10 @@ def _mlp_energy(mlp: MixingMLP, g: Tensor) -> Tensor:
 def interaction_energy(block: ParallelMixerBlock, g: Tensor, pseudo: bool = False) -> Tensor:
     """``E_int(g) = −Σ Φ(W_s g + b1_s) − b2_s·g − Σ Φ(g W_cᵀ + b1_c) − b2_c·g``, ``[B]``."""
     check_energy_config(block, pseudo)
-    return _mlp_energy(block.token_mlp, g) + _mlp_energy(block.channel_mlp, g)
+    return mlp_energy(block.token_mlp, g) + mlp_energy(block.channel_mlp, g)
 
 
-def legendre_energy(block: ParallelMixerBlock, x: Tensor, g: Tensor | None = None) -> Tensor:
+def legendre_energy(block: nn.Module, x: Tensor, g: Tensor | None = None) -> Tensor:
     """``x·g − L_v(x)`` of the visible layer, ``[B]`` (≈ −N·γ·ε/σ: zero up to ε)."""
     lag = visible_lagrangian(block)
     g = block.norm(x) if g is None else g

@@ -19,7 +19,10 @@ models and in timm models alike. Layers are recognised by their structure, not t
     ungated MLP; the gate only scales it and is not measured;
   - ``fc1_x`` (value), ``fc1_g`` (gate) and ``fc2`` (timm's ``SwiGLU``): ``W1`` is ``fc1_x``.
 
-* **Attention**: a module with ``num_heads``/``head_dim``, an output ``nn.Linear``
+* **Attention**: a hamixer attention (:mod:`hamixer.models.attention`: ``num_heads``,
+  ``head_dim`` and the tensors ``query_weight``, ``key_weight``, ``value_weight``
+  [H·head_dim, D] and ``out_weight`` [D, H·head_dim], the effective maps, e.g. ``W_K + Ṽ``
+  of an AsymFormer), or a module with ``num_heads``/``head_dim``, an output ``nn.Linear``
   ``proj`` and the query, key and value projections, either *fused*, one ``nn.Linear``
   ``qkv`` of ``3·num_heads·head_dim`` outputs (timm's ``Attention``, EVA by default), or
   *separate*, ``nn.Linear`` ``q_proj``, ``k_proj``, ``v_proj`` of ``num_heads·head_dim``
@@ -98,6 +101,8 @@ class FoundAttention:
     module: nn.Module
     num_heads: int
     head_dim: int
+    #: ``"hamixer"`` (``query_weight`` … ``out_weight``) or ``"linear"`` (``nn.Linear``s)
+    kind: str = "linear"
 
     @property
     def fused(self) -> bool:
@@ -108,16 +113,36 @@ class FoundAttention:
     def proj(self) -> nn.Linear:
         return self.module.proj
 
+    @property
+    def out_weight(self) -> Tensor:
+        """``W_O`` of all heads, [D_out, H·head_dim] (``proj``'s weight)."""
+        return self.module.out_weight if self.kind == "hamixer" else self.module.proj.weight
+
+    @property
+    def free(self) -> bool:
+        """Whether W_Q, W_K, W_V and W_O are four independent weights (what a symmetric start
+        ties): always for timm's layers, for hamixer's only in free attention."""
+        if self.kind != "hamixer":
+            return True
+        weights = [getattr(self.module, n) for n in
+                   ("query_weight", "key_weight", "value_weight", "out_weight")]
+        own = {id(p) for p in self.module.parameters(recurse=False)}
+        return all(id(w) in own for w in weights)
+
     def query_key_value(self) -> tuple[Tensor, Tensor, Tensor]:
         """``(W_Q, W_K, W_V)`` of all heads, each [H·head_dim, D]: views of the row blocks
         of a fused ``qkv`` weight, or the three separate weights (writing to them writes
-        the layer's weights)."""
+        the layer's weights, unless they are a hamixer attention's derived maps)."""
+        if self.kind == "hamixer":
+            return self.module.query_weight, self.module.key_weight, self.module.value_weight
         if self.fused:
             return self.module.qkv.weight.chunk(3)
         return self.module.q_proj.weight, self.module.k_proj.weight, self.module.v_proj.weight
 
     def query_key_bias(self) -> tuple[Tensor | None, Tensor | None]:
         """The query and key biases of the projections (``None`` where a layer has none)."""
+        if self.kind == "hamixer":
+            return None, None
         if self.fused:
             bias = self.module.qkv.bias
             return (None, None) if bias is None else bias.chunk(3)[:2]
@@ -127,12 +152,14 @@ class FoundAttention:
     def qkv_weight(self) -> Tensor:
         """The three projections stacked as one fused ``qkv`` weight [3·H·head_dim, D] (the
         layer's own weight when fused, a copy when separate)."""
-        return self.module.qkv.weight if self.fused else torch.cat(self.query_key_value())
+        if self.kind != "hamixer" and self.fused:
+            return self.module.qkv.weight
+        return torch.cat(self.query_key_value())
 
     def heads(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(W_Q, W_K, W_V, W_Oᵀ)`` of every head, see :func:`split_heads` (to write the
         weights, use :meth:`query_key_value`: the heads of separate projections are copies)."""
-        return split_heads(self.qkv_weight, self.proj.weight, self.num_heads)
+        return split_heads(self.qkv_weight, self.out_weight, self.num_heads)
 
 
 def split_heads(qkv: Tensor, proj: Tensor, num_heads: int
@@ -168,16 +195,17 @@ def _find(model: nn.Module) -> Iterator[FoundMLP | FoundAttention]:
     for path, module in model.named_modules():
         if any(path.startswith(t + ".") for t in taken):
             continue  # inside a layer already found
-        kind = _mlp_kind(module) or ("attention" if _is_attention(module) else None)
+        kind = _mlp_kind(module) or _attention_kind(module)
         if kind is not None:
             matched.append((path, module, kind))
             taken.append(path)
     blocks = _block_indices([p for p, _, _ in matched])
     for path, module, kind in matched:
         block, part = blocks[path]
-        if kind == "attention":
+        if kind in ("attention", "hamixer-attention"):
             yield FoundAttention(path, block, part, module, int(module.num_heads),
-                                 int(module.head_dim))
+                                 int(module.head_dim),
+                                 "hamixer" if kind == "hamixer-attention" else "linear")
         else:
             yield _found_mlp(path, block, part, module, kind)
 
@@ -215,6 +243,15 @@ def _found_mlp(path: str, block: int | None, part: str, module: nn.Module,
         rows = slice(0, half) if value_first else slice(half, 2 * half)
         return FoundMLP(path, block, part, module, kind, module.fc1, fc2, rows)
     return FoundMLP(path, block, part, module, kind, module.fc1, fc2)
+
+
+def _attention_kind(module: nn.Module) -> str | None:
+    heads, head_dim = getattr(module, "num_heads", None), getattr(module, "head_dim", None)
+    names = ("query_weight", "key_weight", "value_weight", "out_weight")
+    if (isinstance(heads, int) and isinstance(head_dim, int)
+            and all(_is_tensor(getattr(module, n, None)) for n in names)):
+        return "hamixer-attention"
+    return "attention" if _is_attention(module) else None
 
 
 def _is_attention(module: nn.Module) -> bool:

@@ -8,19 +8,19 @@ import torch
 import torch.nn.functional as F
 from timm.layers import PatchEmbed, lecun_normal_
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError
+from .backbone import PatchBackbone
 from .blocks import ParallelMixerBlock
 from .config import BREAKING_INITS, MixerConfig
-from .features import Indices, feature_indices
 from .mlp import AsymmetricMLP
 from .norm import make_norm
 from .symmetric_init import tie_symmetric
 
 __all__ = ["BREAKING_INITS", "HamMixer", "MixerConfig"]
 
-class HamMixer(nn.Module):
+
+class HamMixer(PatchBackbone):
     """An MLP-Mixer whose block and MLP types are swappable, built from a
     :class:`~hamixer.models.config.MixerConfig` (see there for every field).
 
@@ -130,103 +130,12 @@ class HamMixer(nn.Module):
         # the final norm belongs to the last group, as in timm's Mixers (layer-wise decay)
         return dict(stem=r"^stem", blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (99999,))])
 
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        self.num_classes = num_classes
-        if global_pool is not None:
-            if global_pool not in ("avg", ""):
-                raise ConfigError(f"global_pool must be 'avg' or '', got {global_pool!r}")
-            self.global_pool = global_pool
-        device = next(self.parameters()).device
-        self.head = (nn.Linear(self.embed_dim, num_classes, device=device)
-                     if num_classes > 0 else nn.Identity())
-
     def no_weight_decay(self) -> set[str]:
         """Parameters the optimizer must not decay: every W̃ with
         ``breaking_weight_decay=False``, else none."""
         if self.breaking_weight_decay:
             return set()
         return {name for name, _ in self.named_parameters() if name.endswith(".breaking")}
-
-    # -------------------------------------------------------------------- forward
-    def iterate_block(self, blk: nn.Module, x: Tensor) -> Tensor:
-        """``blk`` applied ``n_iter`` times with its one set of weights."""
-        for _ in range(self.n_iter):
-            if self.grad_checkpointing and self.training and not torch.jit.is_scripting():
-                x = checkpoint(blk, x, use_reentrant=False)
-            else:
-                x = blk(x)
-        return x
-
-    def forward_blocks(self, x: Tensor) -> Tensor:
-        for blk in self.blocks:
-            x = self.iterate_block(blk, x)
-        return x
-
-    def forward_intermediates(
-        self,
-        x: Tensor,
-        indices: Indices | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
-        """The outputs of the blocks at ``indices``, with timm's signature and meaning.
-
-        An intermediate is a block's output after its last (``n_iter``-th) application.
-
-        Args:
-            x: images ``[B, in_chans, H, W]``.
-            indices: the last n blocks (an int), the blocks at these positions (negative
-                from the end), or every block (``None``).
-            norm: pass each intermediate through the final norm.
-            stop_early: run no block after the last one asked for.
-            output_fmt: ``"NCHW"`` (``[B, C, H/p, W/p]`` feature maps) or ``"NLC"``
-                (``[B, S, C]`` tokens).
-            intermediates_only: return the intermediates alone.
-
-        Returns:
-            The intermediates in block order, or ``(final features, intermediates)``, the final
-            features being the final norm of the last block run.
-        """
-        if output_fmt not in ("NCHW", "NLC"):
-            raise ConfigError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}")
-        take, last = feature_indices(len(self.blocks), indices)
-        batch, _, height, width = x.shape
-        x = self.embed(x)
-        blocks = self.blocks[:last + 1] if stop_early else self.blocks
-        intermediates = []
-        for i, blk in enumerate(blocks):
-            x = self.iterate_block(blk, x)
-            if i in take:
-                intermediates.append(self.norm(x) if norm else x)
-        if output_fmt == "NCHW":
-            h, w = self.stem.dynamic_feat_size((height, width))
-            intermediates = [y.reshape(batch, h, w, -1).permute(0, 3, 1, 2).contiguous()
-                             for y in intermediates]
-        if intermediates_only:
-            return intermediates
-        return self.norm(x), intermediates
-
-    def prune_intermediate_layers(self, indices: Indices = 1, prune_norm: bool = False,
-                                  prune_head: bool = True) -> list[int]:
-        """Drop the blocks after the last of ``indices`` (and the final norm, the head);
-        return the absolute block positions ``indices`` stands for."""
-        take, last = feature_indices(len(self.blocks), indices)
-        self.blocks = self.blocks[:last + 1]
-        if prune_norm:
-            self.norm = nn.Identity()
-        if prune_head:
-            self.reset_classifier(0, "")
-        return take
 
     def embed(self, x: Tensor) -> Tensor:
         """Patch embedding ``[B, in_chans, H, W] → [B, S, C]``, contiguous.
@@ -248,31 +157,6 @@ class HamMixer(nn.Module):
         weight = stem.proj.weight
         x = F.linear(patches, weight.reshape(weight.shape[0], -1), stem.proj.bias)
         return stem.norm(x)
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        x = self.embed(x)
-        x = self.forward_blocks(x)
-        return self.norm(x)
-
-    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        if self.global_pool == "avg":
-            x = x.mean(dim=1)
-        x = self.head_drop(x)
-        return x if pre_logits else self.head(x)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    # ----------------------------------------------------------------- the family
-    def aux_loss(self) -> Tensor:
-        """λ·Σ_blocks(‖W̃_tok‖² + ‖W̃_ch‖²); a zero tensor for models without W̃."""
-        total = self.head.weight.new_zeros(()) if isinstance(self.head, nn.Linear) else \
-            next(self.parameters()).new_zeros(())
-        if self.asym_lambda == 0.0:
-            return total
-        for blk in self.blocks:
-            total = total + blk.penalty()
-        return self.asym_lambda * total
 
     @property
     def parallel(self) -> bool:

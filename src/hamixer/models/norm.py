@@ -19,14 +19,28 @@ NORM_AFFINE = ("elementwise", "scalar", "none")
 
 
 class TokenLayerNorm(nn.LayerNorm):
-    """LayerNorm over channels of each token; ``eps=1e-6`` as in timm's Mixer."""
+    """LayerNorm over channels of each token; ``eps=1e-6`` as in timm's Mixer.
+
+    ``affine``: ``"elementwise"`` (gain and shift of shape [C], timm's layer), ``"scalar"``
+    (one gain, shift [C]: the gradient of one LayerNorm Lagrangian per token, the visible
+    layer of the Energy Transformer) or ``"none"``.
+    """
 
     def __init__(self, num_tokens: int, dim: int, eps: float = 1e-6, affine: str = "elementwise"):
-        if affine not in ("elementwise", "none"):
-            raise ConfigError(
-                f"per-token norm supports affine 'elementwise' or 'none', got {affine!r}")
-        super().__init__(dim, eps=eps, elementwise_affine=affine == "elementwise")
+        if affine not in NORM_AFFINE:
+            raise ConfigError(f"affine must be one of {NORM_AFFINE}, got {affine!r}")
+        super().__init__(dim, eps=eps, elementwise_affine=affine != "none")
         self.num_tokens = num_tokens
+        self.affine = affine
+        if affine == "scalar":
+            self.weight = nn.Parameter(torch.ones(()))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.affine != "scalar":
+            return super().forward(x)
+        # the scalar gain broadcast (stride 0) as an elementwise one: one fused pass
+        weight = self.weight.expand(self.normalized_shape)
+        return F.layer_norm(x, self.normalized_shape, weight, self.bias, self.eps)
 
 
 class JointLayerNorm(nn.Module):

@@ -31,6 +31,7 @@ from ..io import as_read_back
 from .arguments import check_argument
 from .config import MixerConfig
 from .features import DEFAULT_OUT_INDICES, FEATURE_ARGS, as_features
+from .former import HamFormer
 from .mixer import HamMixer
 from .symmetric_init import tie_symmetric
 from .timm_models import (
@@ -80,6 +81,29 @@ SIZES: dict[str, dict[str, Any]] = {
                   num_classes=10),
     "n2_8": dict(num_blocks=4, embed_dim=64, patch_size=2, img_size=8, in_chans=1,
                  num_classes=10),
+}
+
+#: The Transformer family of THEORY §8 (:class:`HamFormer`): parallel blocks, one per-token
+#: LayerNorm with a scalar gain (the exact energy's visible layer) for attention and MLP.
+FORMER_FAMILIES: dict[str, dict[str, Any]] = {
+    # Energy attention + tied Hopfield MLP: the block is one step of the ET energy descent.
+    "symformer": dict(attention="energy", mlp="symmetric", norm="token", norm_affine="scalar"),
+    # Standard multi-head attention and a free MLP in the same parallel block.
+    "paraformer": dict(attention="free", mlp="free", norm="token", norm_affine="scalar"),
+    # SymFormer's maps plus breaking matrices penalised by λ (default 1e-4).
+    "asymformer": dict(attention="asymmetric", mlp="asymmetric", norm="token",
+                       norm_affine="scalar", asym_lambda=1e-4),
+}
+
+#: Sizes of the Transformers: the Mixers' at 224 px (heads of 64: S 8, B 12, L 16 heads, as
+#: ViT-B/L), and at the CPU sizes the width, heads (of 32) and MLP ratio 2 of timm's ViT
+#: presets (``vit_m4_28``), so that ParaFormer has the parameters of ``paramixer_m4_28``.
+FORMER_SIZES: dict[str, dict[str, Any]] = {
+    size: {**args, "num_heads": args["embed_dim"] // 64, "mlp_ratio": 4.0}
+    for size, args in SIZES.items() if size.endswith("_224")
+} | {
+    size: {**SIZES[size], "embed_dim": dim, "num_heads": dim // 32, "mlp_ratio": 2.0}
+    for size, dim in (("n2_8", 64), ("t4_28", 96), ("m4_28", 96), ("t4_32", 96))
 }
 
 #: name → keyword arguments of its builder (for HamMixer: fields of :class:`MixerConfig`).
@@ -153,18 +177,22 @@ def builder_args(builder: Callable[..., nn.Module]) -> tuple[str, ...]:
 
 
 def register_family(family: str, family_args: dict[str, Any],
-                    builder: Callable[..., nn.Module] = HamMixer) -> list[str]:
-    """Add every size of ``family`` to the registry and to timm; return the names.
+                    builder: Callable[..., nn.Module] = HamMixer,
+                    sizes: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """Add every size of ``family`` (``sizes``, default :data:`SIZES`) to the registry and
+    to timm; return the names.
 
-    Extensions (iMixer, for one) call this with their own defaults and builder. For
-    HamMixer and builders that forward to it, every name's configuration is checked here:
-    a family whose arguments make no valid :class:`MixerConfig` is refused at registration.
+    Extensions (iMixer, the Transformers) call this with their own defaults and builder.
+    For HamMixer and builders that forward to it, every name's configuration is checked
+    here: a family whose arguments make no valid :class:`MixerConfig` is refused at
+    registration.
     """
-    for size_args in SIZES.values():
+    sizes = SIZES if sizes is None else sizes
+    for size_args in sizes.values():
         _check_values(builder, {**size_args, **family_args})
     FAMILIES[family] = dict(family_args)
     names = []
-    for size, size_args in SIZES.items():
+    for size, size_args in sizes.items():
         name = f"{family}_{size}"
         MODEL_CONFIGS[name] = {**size_args, **family_args}
         BUILDERS[name] = builder
@@ -244,12 +272,13 @@ def builds_same_model(name: str, kwargs_a: dict[str, Any], kwargs_b: dict[str, A
 
 
 def _builder_defaults(builder: Callable[..., nn.Module]) -> dict[str, Any]:
-    defaults = {f.name: f.default for f in dataclasses.fields(MixerConfig)}
     config = _config_class(builder)
     if config is not None:
-        return {**defaults, **{f.name: f.default for f in dataclasses.fields(config)}}
-    params = inspect.signature(builder).parameters
-    return {**defaults, **{k: p.default for k, p in params.items()
+        return {f.name: f.default for f in dataclasses.fields(config)}
+    own = inspect.signature(builder).parameters
+    defaults = ({f.name: f.default for f in dataclasses.fields(MixerConfig)}
+                if _forwards_to_hammixer(builder) else {})
+    return {**defaults, **{k: p.default for k, p in own.items()
                            if p.default is not inspect.Parameter.empty}}
 
 
@@ -352,6 +381,8 @@ def _tie_or_refuse(model: nn.Module) -> None:
 
 for _family, _args in list(FAMILIES.items()):
     register_family(_family, _args)
+for _family, _args in FORMER_FAMILIES.items():
+    register_family(_family, _args, builder=HamFormer, sizes=FORMER_SIZES)
 for _preset, (_arch, _args) in PRESETS.items():
     default_cfgs[_preset] = {**_pretrained_cfg(_preset, _args), "first_conv": "patch_embed.proj",
                              "paper_ids": None}

@@ -1,10 +1,10 @@
 """Parameter and multiply-accumulate counts of a model at its input size.
 
-A Mixer's blocks are identical in shape, so a model of ``num_blocks`` blocks costs its stem,
-norm and head plus ``num_blocks`` times one block: :func:`summarize_by_name` builds the model
-with one block on the meta device (no weights are allocated) and runs it once, reading the
-block's share from the per-module counts, which lists the whole registry, up to 228 M
-parameters, in the time of a few small models.
+A Mixer's (or a hamixer Transformer's) blocks are identical in shape, so a model of
+``num_blocks`` blocks costs its stem, norm and head plus ``num_blocks`` times one block:
+:func:`summarize_by_name` builds the model with one block on the meta device (no weights are
+allocated) and runs it once, reading the block's share from the per-module counts, which
+lists the whole registry, up to 228 M parameters, in the time of a few small models.
 """
 
 from __future__ import annotations
@@ -61,13 +61,17 @@ def summarize_by_name(name: str) -> ModelSummary:
     """:func:`summarize` of registered ``name`` without building its weights: a hamixer
     Mixer from one block (the others are copies of its shape), anything else whole on the
     meta device. The same numbers as counting the whole model."""
+    from .former import HamFormer
     from .mixer import HamMixer
     from .registry import MODEL_CONFIGS, create_model
 
     blocks = MODEL_CONFIGS.get(name, {}).get("num_blocks", 1)
     with torch.device("meta"):
         model = create_model(name, num_blocks=1) if blocks > 1 else create_model(name)
-    if blocks == 1 or not isinstance(model, HamMixer):
+    if blocks > 1 and not isinstance(model, (HamMixer, HamFormer)):
+        with torch.device("meta"):  # blocks of unknown shapes: the whole model
+            model = create_model(name)
+    if blocks == 1 or not isinstance(model, (HamMixer, HamFormer)):
         return summarize(name, model)
     input_size = tuple(model.pretrained_cfg["input_size"])
     macs = count_macs_by_module(model, input_size)  # one pass: the whole and its one block

@@ -1,11 +1,18 @@
 """The symmetric start of any model: every free MLP at ``W2 = W1ᵀ``, every attention layer
-at ``W_K = W_Q``.
+at the tied start of energy attention.
 
 A free Mixer started at ``W2 = W1ᵀ`` begins as a Hopfield network and training shows how far
-it leaves that point (finding 3, docs/symmetry.md); the same start for a Transformer also ties
-the query and key projections, so that every head's score ``x_iᵀ W_Qᵀ W_K x_j`` is a
-symmetric bilinear form (the symmetric initialisation of Saponati et al., ICML 2025,
-arXiv:2502.10927). Layers are found by :mod:`hamixer.models.find_layers`.
+it leaves that point (finding 3, docs/symmetry.md). The tied start of a Transformer (THEORY
+§8, finding 3) is, per head ``h``,
+
+    W_K^h = W_Q^h,    W_V^h = W_K^h,    W_O^h = W_Q^hᵀ,
+
+so that every head's score ``x_iᵀ W_Q^hᵀ W_K^h x_j`` is a symmetric bilinear form (the
+symmetric initialisation of Saponati et al., ICML 2025, arXiv:2502.10927) and its
+value–output map is the one of energy attention, ``W_O^h W_V^h = W_Q^hᵀ W_K^h`` (the query
+term of ``−∂E_att/∂g``, Hoover et al., arXiv:2302.07253). With ``W_K = W_Q`` that map is
+``W_Q^hᵀ W_Q^h``: symmetric and positive semi-definite. Layers are found by
+:mod:`hamixer.models.find_layers`.
 """
 
 from __future__ import annotations
@@ -23,21 +30,32 @@ def tie_symmetric(model: nn.Module) -> dict[str, list[str]]:
     * every free two-layer MLP: ``fc2.weight = W1ᵀ`` (``W1`` = ``fc1.weight``; the value half
       of a gated MLP's ``fc1``, see :mod:`hamixer.models.find_layers`). Biases are kept.
       Tied MLPs (SymMixer) and AsymMixer's ``Wᵀ + W̃`` have no free ``W2`` and are left;
-    * every attention layer: the key projection (the key rows of a fused ``qkv``, or
-      ``k_proj``) becomes a copy of the query projection, so ``W_K^h = W_Q^h`` in every
-      head; so does the key bias, where the layer has a query and a key bias.
+    * every attention layer: the key and the value projection (the key and value rows of a
+      fused ``qkv``, or ``k_proj`` and ``v_proj``) become copies of the query projection, so
+      ``W_K^h = W_V^h = W_Q^h`` in every head, and the output projection becomes its
+      transpose, ``proj.weight = W_Qᵀ``: head ``h``'s column block of ``proj`` is
+      ``W_Q^hᵀ``. The query weights keep their initialisation, the others take its scale.
+      The key bias becomes the query bias where the layer has both; the value and output
+      biases keep their initialisation (zero in timm's ViTs), so the head's value–output
+      path is ``W_O^h (W_V^h x + b_V^h)`` plus ``proj``'s bias: tied in its linear part. A
+      layer whose ``proj`` maps to another width than its input (``W_O^h`` cannot be
+      ``W_Q^hᵀ``) gets the query–key tie only.
 
     Returns:
-        ``{"mlp": [module paths], "attention": [module paths]}``: what was tied.
+        ``{"mlp": [module paths], "attention": [module paths], "value_output": [module
+        paths]}``: the MLPs tied, the attention layers tied (``W_K = W_Q``), and those of
+        them whose value–output map was tied too.
     """
-    tied: dict[str, list[str]] = {"mlp": [], "attention": []}
+    tied: dict[str, list[str]] = {"mlp": [], "attention": [], "value_output": []}
     for layer in find_layers(model):
         if isinstance(layer, FoundMLP) and layer.free:
             layer.output_layer.weight.copy_(layer.w1.t())
             tied["mlp"].append(layer.path)
-        elif isinstance(layer, FoundAttention):
+        elif isinstance(layer, FoundAttention) and layer.free:
             _tie_query_key(layer)
             tied["attention"].append(layer.path)
+            if _tie_value_output(layer):
+                tied["value_output"].append(layer.path)
     return tied
 
 
@@ -50,3 +68,15 @@ def _tie_query_key(layer: FoundAttention) -> None:
     query_bias, key_bias = layer.query_key_bias()
     if query_bias is not None and key_bias is not None:
         key_bias.copy_(query_bias)
+
+
+def _tie_value_output(layer: FoundAttention) -> bool:
+    """``W_V = W_K`` and ``proj.weight = W_Qᵀ`` (every head's ``W_O^h W_V^h = W_Q^hᵀ
+    W_K^h``), if ``proj`` maps back to the input width; whether it did."""
+    query, key, value = layer.query_key_value()
+    proj = layer.out_weight
+    if proj.shape != query.t().shape:
+        return False
+    value.copy_(key)
+    proj.copy_(query.t())
+    return True

@@ -34,9 +34,3 @@ def hamixer_state_dict_to_timm_mixer(state_dict: Mapping[str, Tensor]) -> dict[s
     """An ``mlpmixer_*`` state dict with its keys renamed for timm's ``mixer_*``."""
     return {hamixer_to_timm_key(k): v for k, v in state_dict.items()}
 
-
-def timm_name(name: str) -> str:
-    """``mlpmixer_s16_224`` → ``mixer_s16_224`` (the timm model of the same shape)."""
-    if not name.startswith("mlpmixer_"):
-        raise ValueError(f"{name!r} is not an mlpmixer_* model")
-    return name[len("mlp"):]

@@ -114,7 +114,19 @@ def create_timm_model(name: str, pretrained: bool = False,
         raise ConfigError(f"no pretrained weights exist for {name!r}: a preset of "
                           f"{PRESETS[name][0]} at another size, trained from scratch")
     arch = PRESETS.get(name, (name, {}))[0]
-    model = timm.create_model(arch, pretrained=pretrained, **args)
+    try:
+        model = timm.create_model(arch, pretrained=pretrained, **args)
+    except OSError:  # a download or a cache file: the caller of pretrained=True says which
+        raise
+    except Exception as err:  # noqa: BLE001 - timm's own checks are asserts, ValueErrors, ...
+        if pretrained and isinstance(err, RuntimeError):
+            raise  # "No pretrained weights exist for ...": the caller's to word
+        # the default model builds (model_class did), so it is these arguments it refuses;
+        # the cause stays chained for HAMIXER_DEBUG=1
+        given = ", ".join(f"{k}={v!r}" for k, v in args.items())
+        raise ConfigError(f"timm's {arch} refused the arguments {given}: "
+                          f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                          ) from err
     _input_cfg(model, name, kwargs)
     if symmetric_init is not None:
         symmetric_init(model)

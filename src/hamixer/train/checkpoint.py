@@ -157,26 +157,38 @@ def save_checkpoint(out_dir: str | os.PathLike, tag: str, model: nn.Module,
 
 
 def resolve_checkpoint(path: str | os.PathLike, prefer: str = "best") -> Path:
-    """The ``.json`` of a checkpoint given a directory, a ``.json`` or a ``.safetensors``."""
+    """The ``.json`` of a checkpoint given a directory, a ``.json`` or a ``.safetensors``
+    file, each told by its content (a picture or a pickle named ``.json`` is neither)."""
+    from ..filekind import describe_file, file_kind
+
     path = Path(path)
     if path.is_dir():
         for tag in (prefer, "last", "best"):
             if (path / f"{tag}.json").is_file():
                 return path / f"{tag}.json"
         raise HamixerError(f"no checkpoint in {path} (expected best.json or last.json)")
-    if path.name.endswith(".state.safetensors"):
-        path = path.with_name(path.name[: -len(".state.safetensors")] + ".json")
-    elif path.suffix == ".safetensors":
-        path = path.with_suffix(".json")
     if not path.is_file():
         raise HamixerError(f"checkpoint not found: {path}")
-    return path
+    kind = file_kind(path)
+    if kind == "json":
+        return path
+    if kind == "safetensors":
+        stem = path.name.removesuffix(".safetensors").removesuffix(".state")
+        meta = path.with_name(f"{stem}.json")
+        if not meta.is_file():
+            raise HamixerError(f"{path}: weights without {meta.name} beside them, which a "
+                               "hamixer checkpoint keeps its model and settings in; for bare "
+                               "weights pass --model NAME --initial-checkpoint PATH")
+        return meta
+    raise HamixerError(f"{path} is not a hamixer checkpoint but {describe_file(path)}; pass a "
+                       "run directory or its best/last .json or .safetensors (weights of other "
+                       "code: --model NAME --initial-checkpoint PATH)")
 
 
 def read_meta(json_path: Path) -> dict[str, Any]:
     try:
-        meta = json.loads(json_path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        meta = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise HamixerError(f"{json_path}: not a readable checkpoint ({err})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise HamixerError(f"{json_path}: not a hamixer checkpoint")

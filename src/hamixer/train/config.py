@@ -7,6 +7,7 @@ so a run can be repeated or resumed from what it wrote.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -19,6 +20,8 @@ import yaml
 from ..errors import ConfigError, closest
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+#: ``torch.compile``'s modes (its documentation's list); ``default`` is its default.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass
@@ -84,6 +87,14 @@ class TrainConfig:
     # torch.compile the training forward and backward; evaluation, hooks and checkpoints use
     # the plain module, so saved keys never carry the compiled wrapper's `_orig_mod.` prefix
     compile: bool = False
+    # torch.compile's mode (COMPILE_MODES; null: its default), with compile only
+    compile_mode: str | None = None
+    # TensorFloat-32 for float32 matrix products and cuDNN convolutions on CUDA, on as in
+    # timm's train.py; set for the run only, and never on a CPU (which has no TF32)
+    tf32: bool = True
+    # images and 4-D weights in channels-last memory order (timm's --channels-last): faster
+    # convolutions on CUDA, the same result
+    channels_last: bool = False
     seed: int = 0
     threads: int | None = None  # torch CPU threads (default: torch's choice)
     # output
@@ -101,29 +112,20 @@ class TrainConfig:
         :class:`ConfigError` naming the first that is wrong."""
         for f in fields(self):
             setattr(self, f.name, _coerce(f.name, getattr(self, f.name)))
+        for name, bounds in RANGES.items():
+            check_range(name, getattr(self, name), bounds)
         checks = [
-            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
-            (self.lr is None or self.lr > 0, f"lr must be > 0, got {self.lr}"),
-            (self.base_lr > 0, f"base_lr must be > 0, got {self.base_lr}"),
-            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
-            (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
-            (0 <= self.drop_path < 1, "drop_path must be in [0, 1)"),
-            (0 <= self.reprob <= 1, "reprob must be in [0, 1]"),
-            (0 <= self.hflip <= 1, "hflip must be in [0, 1]"),
-            (self.mixup >= 0 and self.cutmix >= 0, "mixup and cutmix must be >= 0"),
-            (self.warmup_epochs >= 0, "warmup_epochs must be >= 0"),
-            (0 <= self.model_ema_decay < 1,
-             f"model_ema_decay must be in [0, 1), got {self.model_ema_decay}"),
             (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
              f"device must be auto, cpu or cuda, got {self.device!r}"),
             (self.amp_dtype in ("auto", "bfloat16", "float16"),
              f"amp_dtype must be auto, bfloat16 or float16, got {self.amp_dtype!r}"),
             (self.sched in ("cosine", "step", "plateau", "poly", "tanh", "multistep", "none"),
              f"unknown sched {self.sched!r}"),
-            (self.clip_grad is None or self.clip_grad > 0, "clip_grad must be > 0 or null"),
-            (self.checkpoint_every_steps >= 0, "checkpoint_every_steps must be >= 0"),
-            (self.checkpoint_every_seconds >= 0, "checkpoint_every_seconds must be >= 0"),
+            (self.compile_mode in (None, *COMPILE_MODES),
+             f"compile_mode must be one of {', '.join(COMPILE_MODES)}, "
+             f"got {self.compile_mode!r}"),
+            (self.compile_mode is None or self.compile,
+             f"compile_mode {self.compile_mode!r} needs compile: true (--compile)"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -139,6 +141,50 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+#: The range of every numeric setting (YAML, ``--set``, flags and Python alike), as
+#: (lowest, highest, whether each end is allowed); None: unbounded. A null optional setting
+#: (``lr``, ``clip_grad``, ``threads``, ...) is "not set" and has no range.
+RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "img_size": (1, None, True, True), "limit_train": (1, None, True, True),
+    "limit_test": (1, None, True, True), "epochs": (1, None, True, True),
+    "batch_size": (1, None, True, True), "lr": (0, None, False, True),
+    "base_lr": (0, None, False, True), "lr_base_size": (1, None, True, True),
+    "weight_decay": (0, None, True, True), "opt_eps": (0, None, False, True),
+    "clip_grad": (0, None, False, True), "warmup_epochs": (0, None, True, True),
+    "warmup_lr": (0, None, True, True), "min_lr": (0, None, True, True),
+    "label_smoothing": (0, 1, True, False), "drop_path": (0, 1, True, False),
+    "crop_padding": (0, None, True, True), "hflip": (0, 1, True, True),
+    # torchvision's RandAugment has 31 magnitude bins, 0-30
+    "randaugment_n": (0, None, True, True), "randaugment_m": (0, 30, True, True),
+    "randaugment_mstd": (0, None, True, True), "reprob": (0, 1, True, True),
+    "mixup": (0, None, True, True), "cutmix": (0, None, True, True),
+    "mixup_prob": (0, 1, True, True), "mixup_switch_prob": (0, 1, True, True),
+    "model_ema_decay": (0, 1, True, False),
+    "seed": (0, 2**63 - 1, True, True),  # torch, numpy and Python seed from a 64-bit int
+    "threads": (1, None, True, True), "checkpoint_every_steps": (0, None, True, True),
+    "checkpoint_every_seconds": (0, None, True, True),
+}
+
+
+def check_range(name: str, value: float | None, bounds: tuple[float | None, float | None,
+                                                              bool, bool]) -> None:
+    """A :class:`ConfigError` naming ``name``, its range and ``value`` when it is outside."""
+    low, high, low_ok, high_ok = bounds
+    if value is None:
+        return
+    below = low is not None and (value < low or (value == low and not low_ok))
+    above = high is not None and (value > high or (value == high and not high_ok))
+    if not (below or above):
+        return
+    if high is None:
+        allowed = f"{'>=' if low_ok else '>'} {low}"
+    elif low is None:
+        allowed = f"{'<=' if high_ok else '<'} {high}"
+    else:
+        allowed = f"in {'[' if low_ok else '('}{low}, {high}{']' if high_ok else ')'}"
+    raise ConfigError(f"{name} must be {allowed}, got {value}")
 
 
 FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
@@ -185,8 +231,14 @@ def _coerce(name: str, value: Any) -> Any:
         number = _number(value)
         if number is None:
             raise ConfigError(f"{name} must be a number, got {value!r}")
+        if not math.isfinite(number):
+            raise ConfigError(f"{name} must be a finite number, got {value!r}")
         return number
     elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value  # exact, however large (a float would round it)
+        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+            return int(value)
         number = _number(value)
         if number is None or not number.is_integer() or isinstance(value, float):
             raise ConfigError(f"{name} must be an integer, got {value!r}")
@@ -211,14 +263,51 @@ def find_config_file(name: str | os.PathLike) -> Path:
     raise ConfigError(f"config file not found: {name} (shipped configs: {', '.join(names)})")
 
 
-def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    path = find_config_file(path)
+class _DuplicateKey(Exception):
+    """A key set twice in one mapping (the message names it and both lines)."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a mapping that sets one key twice (PyYAML keeps the
+    last silently: ``epochs: 1`` then ``epochs: 2`` would train 2 epochs)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise _DuplicateKey(f"{key!r} is set twice (lines {seen[key]} and {line}); "
+                                    "keep one")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(text: str, source: str) -> Any:
+    """YAML ``text`` (safe types only, no key twice); ``source`` names it in errors."""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+    except _DuplicateKey as err:
+        raise ConfigError(f"{source}: {err}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} invalid YAML") from None
+        raise ConfigError(f"{source}:{where} invalid YAML") from None
+
+
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    from ..filekind import describe_file
+
+    path = find_config_file(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a YAML file ({describe_file(path)})") from None
+    data = read_yaml(text, str(path))
+    if data is None:
+        raise ConfigError(f"{path}: no settings in it (an empty file would replace the "
+                          "dataset's recipe by the defaults); leave --config out to use the "
+                          "recipe")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
     return data
@@ -248,8 +337,8 @@ def parse_kv(items: list[str] | None) -> dict[str, Any]:
         if not sep or not key:
             raise ConfigError(f"expected KEY=VALUE, got {item!r}")
         try:
-            parsed = yaml.safe_load(value)
-        except yaml.YAMLError:
+            parsed = yaml.load(value, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+        except (yaml.YAMLError, _DuplicateKey):
             raise ConfigError(f"cannot parse value of {item!r}") from None
         if isinstance(parsed, str):  # YAML 1.1 reads "1e-3" as a string
             try:

@@ -23,13 +23,20 @@ from .distributed import DistContext
 from .setup import autocast, epoch_seed
 
 
+def memory_format(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """A batch of images in channels-last memory order if asked (timm's --channels-last)."""
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: ImageBatches, device: torch.device,
-             amp_dtype: torch.dtype | None = None) -> dict[str, float]:
+             amp_dtype: torch.dtype | None = None,
+             channels_last: bool = False) -> dict[str, float]:
     """Mean cross-entropy and top-1/top-5 accuracy (percent) over ``batches``."""
     model.eval()
     loss_sum, top1, top5, n = 0.0, 0, 0, 0
     for x, y, _ in batches.batches():
+        x = memory_format(x, channels_last)
         with autocast(device, amp_dtype):
             logits = model(x)
         logits = logits.float()
@@ -96,6 +103,7 @@ def train_one_epoch(model: nn.Module, batches: ImageBatches, criterion: nn.Modul
     aux_loss = getattr(core, "aux_loss", None)
     for step, (x, y, target) in enumerate(
             batches.batches(epoch_seed(cfg.seed, epoch), start=start_step), start=start_step):
+        x = memory_format(x, cfg.channels_last)
         with autocast(device, amp_dtype):
             logits = model(x)
             loss = criterion(logits.float(), target)

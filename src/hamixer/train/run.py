@@ -36,7 +36,14 @@ from .checkpoint import (
 from .config import TrainConfig, save_config
 from .distributed import DistContext, init_distributed, shutdown_distributed
 from .loop import Diverged, StopRequest, evaluate, progress_bar, train_one_epoch
-from .setup import TrainingParts, build_parts, epoch_seed, peak_memory_mb, seed_everything
+from .setup import (
+    TrainingParts,
+    build_parts,
+    epoch_seed,
+    peak_memory_mb,
+    seed_everything,
+    tf32_mode,
+)
 
 #: A per-epoch hook: called with the model and the finished epoch (1-based) after
 #: evaluation; the dict it returns is merged into that epoch's ``metrics.jsonl`` row. A fresh
@@ -45,10 +52,12 @@ EpochHook = Callable[[nn.Module, int], "dict[str, Any] | None"]
 #: What the hooks return for the untrained model (epoch 0), kept out of metrics.jsonl whose
 #: rows are all trained epochs.
 INIT_METRICS = "init_metrics.json"
-#: Settings a resumed run may change (they do not change what is computed).
+#: Settings a resumed run may change: they change where and how fast the same function is
+#: computed, not which (a device, TF32 or compiled kernels round differently, as a device does).
 RESUMABLE_CHANGES = frozenset({"out", "resume", "quiet", "threads", "device", "data_dir",
                                "download", "checkpoint_every_steps",
-                               "checkpoint_every_seconds", "compile"})
+                               "checkpoint_every_seconds", "compile", "compile_mode", "tf32",
+                               "channels_last"})
 
 
 #: Receives every finished epoch's ``metrics.jsonl`` row on rank 0 (an experiment tracker).
@@ -91,21 +100,44 @@ def _run(cfg: TrainConfig, hooks: Sequence[EpochHook], log: Callable[[str], None
          ctx: DistContext, rank_device: torch.device | None,
          on_epoch: EpochSink | None = None) -> dict[str, Any]:
     out = Path(cfg.out or "")
-    if (out / "last.json").is_file() and not cfg.resume:
-        raise HamixerError(f"{out} already holds a run; pass --resume to continue it or "
-                           "choose another --out")
+    check_out_dir(out, cfg.resume)
     parts = build_parts(cfg, ctx, rank_device)
     # inputs are valid: the lock is the first thing written (rank 0 only)
+    created = not out.exists()
     lock = _lock_out_dir(out) if ctx.is_main else None
+    finished = False
     try:
         state = _resume(cfg, out, parts, ctx, log) if cfg.resume else RunState()
-        _start(cfg, out, parts, state, hooks, ctx)
+        state.start_files = _start(cfg, out, parts, state, hooks, ctx)
         _train_epochs(cfg, out, parts, state, hooks, log, ctx, on_epoch)
-        return _write_summary(cfg, out, parts, state, ctx)
+        summary = _write_summary(cfg, out, parts, state, ctx)
+        finished = True
+        return summary
     finally:
         if lock is not None:
             lock.close()
             (out / ".lock").unlink(missing_ok=True)
+            if created and not finished and not any(out.iterdir()):
+                out.rmdir()  # a run that failed before its first save leaves no folder
+
+
+def check_out_dir(out: Path, resume: bool) -> None:
+    """Refuse an output folder whose run would be overwritten: another command's run, a
+    training run unless resuming it, or one without the checkpoint a resume continues from
+    (``last.json``); a new or empty folder starts a run."""
+    from ..runs import refuse_existing_run, run_records
+
+    found = run_records(out)
+    training = found.pop("training run", [])
+    if found:
+        refuse_existing_run(out)
+    if training and "last.json" not in training:
+        raise HamixerError(f"{out} already holds a run ({', '.join(training)}) without the "
+                           "checkpoint where its training stopped (last.json), so it cannot "
+                           "be resumed; choose another --out")
+    if training and not resume:
+        raise HamixerError(f"{out} already holds a run ({', '.join(training)}); pass --resume "
+                           "to continue it or choose another --out")
 
 
 # ------------------------------------------------------------------------ run state
@@ -120,6 +152,9 @@ class RunState:
     best_acc: float = -1.0
     best_epoch: int = 0
     finished: bool = False  # a resumed run with no epochs left (a table re-made)
+    # writes config.yaml and the epoch-0 measures: with the first checkpoint, so that a run
+    # failing before it leaves no files (None once written)
+    start_files: Callable[[], None] | None = None
 
 
 def _resume(cfg: TrainConfig, out: Path, parts: TrainingParts, ctx: DistContext,
@@ -149,6 +184,11 @@ def _resume(cfg: TrainConfig, out: Path, parts: TrainingParts, ctx: DistContext,
         raise HamixerError(f"{out}: checkpoint step {state.start_step} does not fit an epoch "
                            f"of {steps} steps")
     state.rows = read_metrics(out, upto_epoch=state.start_epoch)
+    if [r["epoch"] for r in state.rows] != list(range(1, state.start_epoch + 1)):
+        raise HamixerError(f"{out}: the checkpoint is after epoch {state.start_epoch} but "
+                           f"metrics.jsonl holds {len(state.rows)} of those epochs; continuing "
+                           "would lose their history: restore metrics.jsonl or choose another "
+                           "--out")
     state.finished = state.start_epoch >= cfg.epochs
     where = (f" step {state.start_step}/{steps} of epoch {state.start_epoch + 1}"
              if state.start_step else "")
@@ -168,8 +208,17 @@ def check_same_config(saved: dict[str, Any], cfg: TrainConfig, out: str | os.Pat
             continue
         if key == "model_kwargs" and _same_model(cfg.model, saved[key], value):
             continue  # arguments spelled out at their defaults build the same model
+        # trainer settings are spelled KEY=VALUE (a YAML key, `--set KEY=VALUE`); the flag of
+        # each is its name with dashes, which the command line knows, not the trainer
+        same = f"set {key}={saved[key]!r} again"
+        if saved[key] is None:
+            same = f"leave {key} unset"
+            if key == "lr" and all(k in saved for k in ("base_lr", "batch_size", "lr_base_size")):
+                lr = saved["base_lr"] * saved["batch_size"] / saved["lr_base_size"]
+                same += (f" (the run's lr, {lr:.3g}, is base_lr {saved['base_lr']:g} × batch "
+                         f"{saved['batch_size']} / {saved['lr_base_size']})")
         raise HamixerError(f"{out} was trained with {key}={saved[key]!r}, not {value!r}; "
-                           "use the same settings or choose another --out")
+                           f"{same} or choose another --out")
 
 
 def _same_model(name: str, saved: Any, kwargs: dict[str, Any]) -> bool:
@@ -179,16 +228,24 @@ def _same_model(name: str, saved: Any, kwargs: dict[str, Any]) -> bool:
 
 
 def _start(cfg: TrainConfig, out: Path, parts: TrainingParts, state: RunState,
-           hooks: Sequence[EpochHook], ctx: DistContext) -> None:
-    """Write ``config.yaml`` and, for a fresh run, what the hooks measure at epoch 0."""
-    if ctx.is_main:
-        save_config(cfg, out / "config.yaml")
-        if state.start_epoch == 0 and state.start_step == 0 and hooks:
-            init_row: dict[str, Any] = {"epoch": 0}
-            for hook in hooks:
-                init_row.update(hook(parts.model, 0) or {})
-            write_json(out / INIT_METRICS, init_row)
+           hooks: Sequence[EpochHook], ctx: DistContext) -> Callable[[], None] | None:
+    """Measure a fresh run's untrained model with the hooks; return what writes
+    ``config.yaml`` and those measures (rank 0; called with the first checkpoint)."""
+    init_row: dict[str, Any] | None = None
+    if ctx.is_main and state.start_epoch == 0 and state.start_step == 0 and hooks:
+        init_row = {"epoch": 0}
+        for hook in hooks:
+            init_row.update(hook(parts.model, 0) or {})
     ctx.barrier()  # every rank has read what it needs before rank 0 writes checkpoints
+    if not ctx.is_main:
+        return None
+
+    def write() -> None:
+        save_config(cfg, out / "config.yaml")
+        if init_row is not None:
+            write_json(out / INIT_METRICS, init_row)
+
+    return write
 
 
 def _lock_out_dir(out: Path):
@@ -245,6 +302,9 @@ class Checkpointer:
         return meta
 
     def _save(self, name: str, meta: dict[str, Any]) -> None:
+        if self.state.start_files is not None:
+            self.state.start_files()
+            self.state.start_files = None
         p = self.parts
         save_checkpoint(self.out, name, p.model, meta, p.optimizer, p.scheduler, p.scaler,
                         ema=p.ema.module if p.ema is not None else None)
@@ -307,14 +367,14 @@ def _train_epochs(cfg: TrainConfig, out: Path, parts: TrainingParts, state: RunS
         train_model = DistributedDataParallel(
             parts.model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:  # the training step only: evaluation, hooks and checkpoints use the model
-        train_model = torch.compile(train_model)
+        train_model = torch.compile(train_model, mode=cfg.compile_mode)
     log(_describe(cfg, parts, ctx))
     ckpt = Checkpointer(cfg, out, parts, state, ctx)
     steps = len(parts.train_batches)
     # no bar for a finished run: a full bar would read as training
     bar = progress_bar(cfg.epochs * steps, state.start_epoch * steps + state.start_step,
                        cfg.quiet or not ctx.is_main or state.finished, cfg.model)
-    with StopRequest() as stop:
+    with tf32_mode(cfg.tf32, parts.device), StopRequest() as stop:
         try:
             for epoch in range(state.start_epoch, cfg.epochs):
                 row = _train_epoch(cfg, parts, state, ckpt, train_model, epoch, bar, stop,
@@ -352,14 +412,14 @@ def _train_epoch(cfg: TrainConfig, parts: TrainingParts, state: RunState, ckpt: 
     if p.scheduler is not None:
         p.scheduler.step(epoch + 1)
     evaluated = p.model if p.ema is None else p.ema.module
-    te = evaluate(evaluated, p.test_batches, p.device, p.amp_dtype)
+    te = evaluate(evaluated, p.test_batches, p.device, p.amp_dtype, cfg.channels_last)
     seconds = time.perf_counter() - t0 + (partial or {}).get("seconds", 0.0)
     row = {"epoch": epoch + 1, "train_loss": tr["loss"], "train_acc": tr["acc"],
            "test_loss": te["loss"], "test_acc": te["top1"], "test_top5": te["top5"],
            "lr": p.optimizer.param_groups[0]["lr"], "seconds": seconds,
            "train_seconds": tr["seconds"], "images_per_s": tr["images_per_s"]}
     if p.ema is not None:
-        raw = evaluate(p.model, p.test_batches, p.device, p.amp_dtype)
+        raw = evaluate(p.model, p.test_batches, p.device, p.amp_dtype, cfg.channels_last)
         row.update(raw_test_loss=raw["loss"], raw_test_acc=raw["top1"],
                    raw_test_top5=raw["top5"])
     for hook in hooks:
@@ -381,6 +441,9 @@ def _describe(cfg: TrainConfig, parts: TrainingParts, ctx: DistContext) -> str:
             f"lr {cfg.resolved_lr:.2e}, device {p.device}{amp}"
             f"{f', {ctx.world} processes' if ctx.enabled else ''}"
             f"{', compiled' if cfg.compile else ''}"
+            f"{f' ({cfg.compile_mode})' if cfg.compile and cfg.compile_mode else ''}"
+            f"{', TF32' if cfg.tf32 and p.device.type == 'cuda' else ''}"
+            f"{', channels-last' if cfg.channels_last else ''}"
             f"{f', weight EMA {cfg.model_ema_decay}' if p.ema is not None else ''}")
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import random
 import resource
 import sys
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,23 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
+@contextmanager
+def tf32_mode(enabled: bool, device: torch.device) -> Iterator[None]:
+    """TensorFloat-32 for float32 matrix products and cuDNN convolutions on or off while a
+    run on ``device`` trains, as timm's train.py sets it on CUDA; the previous settings come
+    back afterwards. A CPU has no TF32: nothing is touched there."""
+    if device.type != "cuda":
+        yield
+        return
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    saved = matmul.allow_tf32, cudnn.allow_tf32
+    matmul.allow_tf32 = cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        matmul.allow_tf32, cudnn.allow_tf32 = saved
+
+
 def peak_memory_mb(device: torch.device) -> float:
     """Peak GPU memory allocated (CUDA), else the process's peak resident set size."""
     if device.type == "cuda":
@@ -79,11 +97,37 @@ def model_img_size(cfg: TrainConfig) -> int:
 
 
 def load_data(cfg: TrainConfig, img_size: int):
+    """(dataset info, train split, test split), checked against what the run needs: one image
+    size in both splits (unless ``cfg.img_size`` resizes them) and labels within the head."""
     info = dataset_info(cfg.dataset)
     in_chans = cfg.model_kwargs.get("in_chans")
     train = load_split(cfg.dataset, True, cfg.data_dir, cfg.download, img_size, in_chans)
     test = load_split(cfg.dataset, False, cfg.data_dir, False, img_size, in_chans)
+    sizes = [tuple(int(n) for n in s.images.shape[1:3]) for s in (train, test)]
+    if sizes[0] != sizes[1] and not cfg.img_size:
+        (h, w), (th, tw) = sizes
+        raise ConfigError(f"{cfg.dataset}: the train images are {h}×{w} but the test images "
+                          f"{th}×{tw}; pass --img-size N to resize both to N×N")
+    check_head(cfg, train, test)
     return info, train, test
+
+
+def check_head(cfg: TrainConfig, train: Any, test: Any) -> None:
+    """Refuse labels beyond the classifier the run builds (``--num-classes``, the
+    ``num_classes`` model argument, else one output per class of the data)."""
+    outputs = int(cfg.model_kwargs.get("num_classes", len(train.classes)))
+    top = max(int(s.labels.max()) for s in (train, test) if len(s.labels))
+    if top >= outputs:
+        raise ConfigError(f"{cfg.dataset} has labels up to {top} ({len(train.classes)} "
+                          f"classes) but the model's head has {outputs} outputs "
+                          f"(num_classes={outputs}); give it at least {top + 1} or leave "
+                          "num_classes out")
+
+
+def check_data(cfg: TrainConfig) -> None:
+    """Load ``cfg``'s data and check it fits the run (:func:`load_data`) without building
+    anything: a plan of runs is checked once before any run directory exists."""
+    load_data(cfg, model_img_size(cfg))
 
 
 def make_criterion(cfg: TrainConfig) -> nn.Module:
@@ -240,6 +284,8 @@ def build_parts(cfg: TrainConfig, ctx: DistContext,
     kwargs = model_kwargs_for(cfg, num_classes, in_chans, img_size)
     # the initial weights (from --initial-checkpoint too), before the EMA copies them
     model = initial_model(cfg.model, kwargs, cfg.seed, cfg.initial_checkpoint).to(device)
+    if cfg.channels_last:  # before the optimizer and the EMA see the parameters
+        model = model.to(memory_format=torch.channels_last)
     source = model_source(cfg.model)
     mean, std = model.pretrained_cfg["mean"], model.pretrained_cfg["std"]
     train_batches = ImageBatches(train_split, cfg.batch_size, img_size, mean, std, num_classes,
