@@ -31,10 +31,16 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     ("paramixer_n2_8", dict(init="symmetric")),
 ])
 def test_config_keywords_and_registry_build_the_same_weights(name, kwargs):
+    assert_builds_agree(HamMixer, MixerConfig, name, kwargs)
+
+
+def assert_builds_agree(model_cls, config_cls, name, kwargs):
+    """``name`` with ``kwargs`` from a config, from keywords, from both, by the registry and
+    by timm: the same weights, random stream after construction and config."""
     args = model_args(name, **kwargs)
     built = []
-    for make in (lambda: HamMixer(MixerConfig(**args)), lambda: HamMixer(**args),
-                 lambda: HamMixer(MixerConfig(), **args), lambda: create_model(name, **kwargs),
+    for make in (lambda: model_cls(config_cls(**args)), lambda: model_cls(**args),
+                 lambda: model_cls(config_cls(), **args), lambda: create_model(name, **kwargs),
                  lambda: timm.create_model(name, **kwargs)):
         torch.manual_seed(3)
         model = make()
@@ -42,7 +48,7 @@ def test_config_keywords_and_registry_build_the_same_weights(name, kwargs):
     for weights, after, config in built[1:]:
         assert _same(weights, built[0][0])
         assert torch.equal(after, built[0][1])  # the same random stream after construction
-        assert config == built[0][2] == MixerConfig(**args)
+        assert config == built[0][2] == config_cls(**args)
 
 
 def test_breaking_start_builds_no_second_model(monkeypatch):

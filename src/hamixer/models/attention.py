@@ -186,6 +186,21 @@ class AsymmetricAttention(_AttentionBase):
         return (self.value_breaking.pow(2).sum() + self.out_breaking.pow(2).sum()
                 + self.key_out_breaking.pow(2).sum())
 
+    @classmethod
+    @torch.no_grad()
+    def started_from(cls, other: _AttentionBase) -> AsymmetricAttention:
+        """An AsymmetricAttention computing ``other``'s function (its heads, β, dropout and
+        the breaking of :meth:`start_from_`), built without drawing from the random
+        stream."""
+        with torch.device("meta"):  # the Xavier draws of a fresh one would be overwritten
+            attn = cls(other.dim, other.num_heads, beta=other.beta,
+                       exclude_self=other.exclude_self)
+        weight = other.query_weight
+        attn = attn.to_empty(device=weight.device).to(dtype=weight.dtype)
+        attn.drop = other.drop
+        attn.start_from_(other)
+        return attn
+
     @torch.no_grad()
     def start_from_(self, other: _AttentionBase) -> None:
         """Take ``other``'s queries and keys and the breaking that makes this attention

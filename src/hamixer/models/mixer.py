@@ -32,53 +32,33 @@ class HamMixer(PatchBackbone):
     config_class = MixerConfig
 
     def __init__(self, config: MixerConfig | None = None, /, **fields: Any) -> None:
-        if config is not None and not isinstance(config, MixerConfig):
-            raise TypeError(f"HamMixer takes a MixerConfig and keyword arguments, got "
-                            f"{type(config).__name__}")
-        if config is None:
-            config = MixerConfig(**fields)
-        elif fields:
-            config = config.replace(**fields)
+        config = MixerConfig.from_args(config, fields, "HamMixer")
         super().__init__()
-        self.config = config
+        self._configure(config)
         block_cls = config.block_class()
         token_mlp_cls, mlp_cls = config.start_mlp_classes()
-        embed_dim, num_blocks = config.embed_dim, config.num_blocks
-
-        self.num_classes = config.num_classes
-        self.global_pool = config.global_pool
-        self.num_features = self.head_hidden_size = self.embed_dim = embed_dim
-        self.n_iter = config.n_iter
-        self.asym_lambda = float(config.asym_lambda)
-        self.breaking_weight_decay = bool(config.breaking_weight_decay)
-        self.grad_checkpointing = False
+        embed_dim = config.embed_dim
 
         self.stem = PatchEmbed(img_size=config.img_size, patch_size=config.patch_size,
                                in_chans=config.in_chans, embed_dim=embed_dim,
                                norm_layer=nn.LayerNorm if config.stem_norm else None)
         seq_len = self.stem.num_patches
         self.seq_len = seq_len
-        # on the CPU even under a meta default device (`hamixer models` builds no weights)
-        dpr = torch.linspace(0, config.drop_path_rate, num_blocks, device="cpu").tolist()
+        dpr = config.drop_path_rates()
         self.blocks = nn.Sequential(*[
             block_cls(embed_dim, seq_len, mlp_ratio=config.mlp_ratio, mlp_layer=mlp_cls,
                       token_mlp_layer=token_mlp_cls, norm=config.norm,
                       norm_affine=config.norm_affine, mlp_bias=config.mlp_bias,
                       act_layer=config.act_layer, drop=config.proj_drop_rate, drop_path=dpr[i])
-            for i in range(num_blocks)
+            for i in range(config.num_blocks)
         ])
-        # timm's description of what forward_intermediates returns, one entry per block
-        self.feature_info = [dict(module=f"blocks.{i}", num_chs=embed_dim,
-                                  reduction=self.stem.feat_ratio()) for i in range(num_blocks)]
         self.norm = make_norm(config.final_norm or config.norm, seq_len, embed_dim,
                               "elementwise")
-        self.head_drop = nn.Dropout(config.drop_rate)
-        self.head = (nn.Linear(embed_dim, config.num_classes) if config.num_classes > 0
-                     else nn.Identity())
+        self._add_head()
         self.init_weights(config.weight_init)
         if config.init == "symmetric":
             self.symmetrize_()
-        if config.breaking_init != "xavier":
+        if config.starts_from_reference():
             self._break_symmetry_()
         if not config.breaking_weight_decay and not self.no_weight_decay():
             raise ConfigError("breaking_weight_decay=False needs a breaking matrix W̃ "

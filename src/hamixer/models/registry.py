@@ -15,7 +15,6 @@ and says which valid names are closest.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import fnmatch
 import inspect
 import sys
@@ -29,7 +28,7 @@ from torch import nn
 from ..errors import ConfigError, closest
 from ..io import as_read_back
 from .arguments import check_argument
-from .config import MixerConfig
+from .config import MixerConfig, PatchConfig
 from .features import DEFAULT_OUT_INDICES, FEATURE_ARGS, as_features
 from .former import HamFormer
 from .mixer import HamMixer
@@ -106,7 +105,8 @@ FORMER_SIZES: dict[str, dict[str, Any]] = {
     for size, dim in (("n2_8", 64), ("t4_28", 96), ("m4_28", 96), ("t4_32", 96))
 }
 
-#: name → keyword arguments of its builder (for HamMixer: fields of :class:`MixerConfig`).
+#: name → keyword arguments of its builder (for HamMixer and HamFormer: fields of their
+#: :class:`MixerConfig` and :class:`FormerConfig`).
 MODEL_CONFIGS: dict[str, dict[str, Any]] = {}
 #: name → timm-style pretrained (here: preprocessing-only) config.
 default_cfgs: dict[str, dict[str, Any]] = {}
@@ -139,40 +139,46 @@ def _pretrained_cfg(name: str, args: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def _config_class(builder: Callable[..., nn.Module]) -> type[MixerConfig] | None:
-    """The typed configuration ``builder`` is built from (HamMixer's :class:`MixerConfig`),
-    or None for a builder whose signature lists its arguments."""
+def _config_class(builder: Callable[..., nn.Module]) -> type[PatchConfig] | None:
+    """The typed configuration ``builder`` is built from (HamMixer's :class:`MixerConfig`,
+    HamFormer's :class:`FormerConfig`), or None for a builder whose signature lists its
+    arguments."""
     config = getattr(builder, "config_class", None)
-    return config if isinstance(config, type) and dataclasses.is_dataclass(config) else None
+    return config if isinstance(config, type) and issubclass(config, PatchConfig) else None
 
 
-def _forwards_to_hammixer(builder: Callable[..., nn.Module]) -> bool:
-    """Whether ``builder`` passes its ``**kwargs`` on to HamMixer (iMixer's does)."""
-    if _config_class(builder) is not None:
-        return False
-    params = inspect.signature(builder).parameters.values()
-    return any(p.kind is p.VAR_KEYWORD for p in params)
-
-
-def _builds_hammixer(builder: Callable[..., nn.Module]) -> bool:
-    """Whether ``builder`` makes a HamMixer (the class, or a function declared to return one,
-    such as iMixer's): then its backbone arguments must make a valid :class:`MixerConfig`."""
+def _returned_config(builder: Callable[..., nn.Module]) -> type[PatchConfig] | None:
+    """The configuration of the model ``builder`` makes: its own, or that of the model class
+    a function is declared to return (iMixer's returns a HamMixer)."""
     if isinstance(builder, type):
-        return issubclass(builder, HamMixer)
+        return _config_class(builder)
     built = typing.get_type_hints(builder).get("return")
-    return isinstance(built, type) and issubclass(built, HamMixer)
+    return _config_class(built) if isinstance(built, type) else None
+
+
+def _forwarded_config(builder: Callable[..., nn.Module]) -> type[PatchConfig] | None:
+    """The configuration whose fields a builder without one passes on through its
+    ``**kwargs``: that of the model it returns (iMixer's: :class:`MixerConfig`), HamMixer's
+    if it does not say; None for a builder with a configuration or without ``**kwargs``."""
+    if _config_class(builder) is not None:
+        return None
+    params = inspect.signature(builder).parameters.values()
+    if not any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return _returned_config(builder) or MixerConfig
 
 
 def builder_args(builder: Callable[..., nn.Module]) -> tuple[str, ...]:
     """Keyword arguments ``builder`` accepts: its configuration's fields, or its signature's
-    (a builder with ``**kwargs`` forwards to HamMixer)."""
+    (and the fields of the configuration its ``**kwargs`` forward to)."""
     config = _config_class(builder)
     if config is not None:
-        return tuple(f.name for f in dataclasses.fields(config))
+        return config.field_names()
     params = inspect.signature(builder).parameters
     names = [p for p, v in params.items() if p != "self" and v.kind is not v.VAR_KEYWORD]
-    if _forwards_to_hammixer(builder):
-        names += [p for p in builder_args(HamMixer) if p not in names]
+    forwarded = _forwarded_config(builder)
+    if forwarded is not None:
+        names += [p for p in forwarded.field_names() if p not in names]
     return tuple(names)
 
 
@@ -183,9 +189,9 @@ def register_family(family: str, family_args: dict[str, Any],
     to timm; return the names.
 
     Extensions (iMixer, the Transformers) call this with their own defaults and builder.
-    For HamMixer and builders that forward to it, every name's configuration is checked
-    here: a family whose arguments make no valid :class:`MixerConfig` is refused at
-    registration.
+    For a builder of a model with a configuration (HamMixer, HamFormer, a function that
+    forwards to one), every name's configuration is checked here: a family whose arguments
+    make no valid one is refused at registration.
     """
     sizes = SIZES if sizes is None else sizes
     for size_args in sizes.values():
@@ -274,34 +280,35 @@ def builds_same_model(name: str, kwargs_a: dict[str, Any], kwargs_b: dict[str, A
 def _builder_defaults(builder: Callable[..., nn.Module]) -> dict[str, Any]:
     config = _config_class(builder)
     if config is not None:
-        return {f.name: f.default for f in dataclasses.fields(config)}
+        return config.defaults()
+    forwarded = _forwarded_config(builder)
     own = inspect.signature(builder).parameters
-    defaults = ({f.name: f.default for f in dataclasses.fields(MixerConfig)}
-                if _forwards_to_hammixer(builder) else {})
-    return {**defaults, **{k: p.default for k, p in own.items()
-                           if p.default is not inspect.Parameter.empty}}
+    return {**(forwarded.defaults() if forwarded is not None else {}),
+            **{k: p.default for k, p in own.items() if p.default is not inspect.Parameter.empty}}
 
 
 def builder_hints(builder: Callable[..., nn.Module]) -> dict[str, Any]:
     """The resolved annotations of ``builder``'s arguments: its configuration's field types,
-    or its signature's (and HamMixer's, which a builder with ``**kwargs`` forwards to)."""
+    or its signature's (and those of the configuration its ``**kwargs`` forward to)."""
     config = _config_class(builder)
     if config is not None:
         return typing.get_type_hints(config)
     target = builder.__init__ if isinstance(builder, type) else builder
     hints = typing.get_type_hints(target)
-    if _forwards_to_hammixer(builder):
-        hints = {**builder_hints(HamMixer), **hints}
+    forwarded = _forwarded_config(builder)
+    if forwarded is not None:
+        hints = {**typing.get_type_hints(forwarded), **hints}
     return hints
 
 
 def _check_values(builder: Callable[..., nn.Module], args: dict[str, Any]) -> None:
-    """Refuse impossible values before anything is built: the part of ``args`` that is a
-    :class:`MixerConfig` (all of it for HamMixer, the backbone's part for a builder that
-    forwards to it) must make a valid one."""
-    if _builds_hammixer(builder):
-        fields = set(MixerConfig.field_names())
-        MixerConfig(**{k: v for k, v in args.items() if k in fields})
+    """Refuse impossible values before anything is built: the part of ``args`` that is the
+    configuration of the model ``builder`` makes (all of it for HamMixer and HamFormer, the
+    backbone's part for a function that forwards to one) must make a valid one."""
+    config = _returned_config(builder)
+    if config is not None:
+        fields = set(config.field_names())
+        config(**{k: v for k, v in args.items() if k in fields})
 
 
 def has_free_mlps(name: str) -> bool:
