@@ -110,19 +110,19 @@ class EnergyAttention(_AttentionBase):
         nn.init.xavier_uniform_(self.synapse.key_weight)
 
     @property
-    def query_weight(self) -> Tensor:
+    def query_weight(self) -> Tensor:  # type: ignore[override]
         return self.synapse.query_weight
 
     @property
-    def key_weight(self) -> Tensor:
+    def key_weight(self) -> Tensor:  # type: ignore[override]
         return self.synapse.key_weight
 
     @property
-    def value_weight(self) -> Tensor:
+    def value_weight(self) -> Tensor:  # type: ignore[override]
         return self.key_weight
 
     @property
-    def out_weight(self) -> Tensor:
+    def out_weight(self) -> Tensor:  # type: ignore[override]
         return self.query_weight.t()
 
     @property
@@ -171,11 +171,11 @@ class AsymmetricAttention(_AttentionBase):
         self.key_out_breaking = _xavier(dim, dim)
 
     @property
-    def value_weight(self) -> Tensor:
+    def value_weight(self) -> Tensor:  # type: ignore[override]
         return self.key_weight + self.value_breaking
 
     @property
-    def out_weight(self) -> Tensor:
+    def out_weight(self) -> Tensor:  # type: ignore[override]
         return self.query_weight.t() + self.out_breaking
 
     @property

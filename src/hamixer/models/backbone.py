@@ -11,6 +11,7 @@ A subclass takes its configuration (a :class:`~hamixer.models.config.PatchConfig
 from __future__ import annotations
 
 import abc
+from typing import Protocol, cast
 
 import torch
 from timm.layers import PatchEmbed
@@ -20,6 +21,10 @@ from torch.utils.checkpoint import checkpoint
 from ..errors import ConfigError
 from .config import PatchConfig
 from .features import Indices, feature_indices
+
+
+class _Penalised(Protocol):
+    def penalty(self) -> Tensor: ...
 
 
 class PatchBackbone(nn.Module, abc.ABC):
@@ -177,5 +182,5 @@ class PatchBackbone(nn.Module, abc.ABC):
         if self.asym_lambda == 0.0:
             return total
         for blk in self.blocks:
-            total = total + blk.penalty()
+            total = total + cast(_Penalised, blk).penalty()
         return self.asym_lambda * total

@@ -14,14 +14,15 @@ both, the Transformer counterpart of ParaMixer's block (GPT-J / PaLM / ViT-22B).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 from timm.layers import DropPath, PatchEmbed, lecun_normal_, trunc_normal_
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from .attention import ATTENTION_TYPES, AsymmetricAttention
+from .attention import ATTENTION_TYPES, AsymmetricAttention, _AttentionBase
 from .backbone import PatchBackbone
 from .config import BREAKING_INITS, FormerConfig
 from .former_energy import former_block_energy
@@ -39,9 +40,13 @@ class ParallelFormerBlock(nn.Module):
     #: one norm feeds attention and MLP (what the energy needs)
     parallel = True
 
+    attn: _AttentionBase
+    mlp: MixingMLP
+
     def __init__(self, dim: int, seq_len: int, num_heads: int, mlp_ratio: float = 4.0,
-                 attn_layer: type[nn.Module] = ATTENTION_TYPES["energy"],
-                 mlp_layer: type[MixingMLP] = MLP_TYPES["symmetric"], norm: str = "token",
+                 attn_layer: type[_AttentionBase] = ATTENTION_TYPES["energy"],
+                 mlp_layer: Callable[..., MixingMLP] = MLP_TYPES["symmetric"],
+                 norm: str = "token",
                  norm_affine: str = "scalar", beta: float | None = None,
                  exclude_self: bool = False, act_layer: type[nn.Module] = nn.GELU,
                  drop: float = 0.0, drop_path: float = 0.0) -> None:
@@ -122,8 +127,9 @@ class HamFormer(PatchBackbone):
         head, position embedding ~ N(0, 0.02²) as timm's ViT."""
         trunc_normal_(self.pos_embed, std=0.02)
         lecun_normal_(self.stem.proj.weight)
-        nn.init.zeros_(self.stem.proj.bias)
-        for blk in self.blocks:
+        if self.stem.proj.bias is not None:  # the stem always has one
+            nn.init.zeros_(self.stem.proj.bias)
+        for blk in self._former_blocks():
             for param in (*blk.attn.parameters(), *blk.mlp.parameters()):
                 nn.init.xavier_uniform_(param)  # every one a matrix: no biases here
         if isinstance(self.head, nn.Linear):
@@ -143,9 +149,12 @@ class HamFormer(PatchBackbone):
         attention and MLP now becomes its asymmetric counterpart computing the same function,
         drawing nothing more, so that the weights and the random stream after them (data
         order, dropout) are that model's."""
-        for blk in self.blocks:
+        for blk in self._former_blocks():
             blk.attn = AsymmetricAttention.started_from(blk.attn)
             blk.mlp = AsymmetricMLP.started_from(blk.mlp)
+
+    def _former_blocks(self) -> list[ParallelFormerBlock]:
+        return [cast(ParallelFormerBlock, blk) for blk in self.blocks]
 
     # ------------------------------------------------------------------- timm API
     @torch.jit.ignore

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from .backbone import PatchBackbone
-from .blocks import ParallelMixerBlock
+from .blocks import ParallelMixerBlock, _MixerBlockBase
 from .config import BREAKING_INITS, MixerConfig
 from .mlp import AsymmetricMLP
 from .norm import make_norm
@@ -100,7 +100,8 @@ class HamMixer(PatchBackbone):
         that model; each MLP now becomes an :class:`AsymmetricMLP` computing the same
         function (W̃ = W2 − W1ᵀ), drawing nothing more, so that the weights and the random
         stream after them (data order, dropout) are that model's."""
-        for blk in self.blocks:
+        for module in self.blocks:
+            blk = cast(_MixerBlockBase, module)
             blk.token_mlp = AsymmetricMLP.started_from(blk.token_mlp)
             blk.channel_mlp = AsymmetricMLP.started_from(blk.channel_mlp)
 

@@ -241,7 +241,7 @@ class AsymmetricMLP(SymmetricMLP):
         for mine, theirs in ((self.bias_hidden, other.b1), (self.bias_out, other.b2)):
             if (mine is None) != (theirs is None):
                 raise ValueError("start_from_: the two MLPs differ in their biases")
-            if mine is not None:
+            if mine is not None and theirs is not None:  # both or neither: checked above
                 mine.copy_(theirs)
 
 

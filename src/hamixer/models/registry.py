@@ -293,7 +293,7 @@ def builder_hints(builder: Callable[..., nn.Module]) -> dict[str, Any]:
     config = _config_class(builder)
     if config is not None:
         return typing.get_type_hints(config)
-    target = builder.__init__ if isinstance(builder, type) else builder
+    target = builder.__init__ if isinstance(builder, type) else builder  # type: ignore[misc]
     hints = typing.get_type_hints(target)
     forwarded = _forwarded_config(builder)
     if forwarded is not None:
@@ -341,9 +341,9 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Modul
     cfg = copy.deepcopy(default_cfgs[name])
     cfg.update(_pretrained_cfg(name, args))
     cfg.update(cfg_overlay)
-    model.pretrained_cfg = model.default_cfg = cfg
-    model.model_name = name
-    model.model_args = {k: v for k, v in args.items() if k in kwargs}
+    model.pretrained_cfg = model.default_cfg = cfg  # type: ignore[assignment]
+    model.model_name = name  # type: ignore[assignment]
+    model.model_args = {k: v for k, v in args.items() if k in kwargs}  # type: ignore[assignment]
     if device is not None or dtype is not None:
         model.to(device=device, dtype=dtype)
     if features.pop("features_only", False):
@@ -362,7 +362,7 @@ def _feature_model(model: nn.Module, name: str, cfg: dict[str, Any],
                           "available for it")
     out_indices = check_argument(name, "out_indices", out_indices, int | list[int])
     wrapped = as_features(model, name, cfg, out_indices=out_indices, feature_cls=feature_cls)
-    wrapped.model_name, wrapped.model_args = name, model.model_args
+    wrapped.model_name, wrapped.model_args = name, model.model_args  # type: ignore[assignment]
     return wrapped
 
 
@@ -373,7 +373,7 @@ def _create_from_timm(name: str, pretrained: bool, **kwargs: Any) -> nn.Module:
                               symmetric_init=_tie_or_refuse if init == "symmetric" else None,
                               **kwargs)
     if init != "default":
-        model.model_args["init"] = init
+        model.model_args["init"] = init  # type: ignore[index, operator]
     return model
 
 
