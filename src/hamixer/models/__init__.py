@@ -2,6 +2,7 @@
 
 from .attention import AsymmetricAttention, EnergyAttention, FreeAttention
 from .blocks import ParallelMixerBlock, SerialMixerBlock, hidden_sizes
+from .config import FormerConfig, MixerConfig, PatchConfig
 from .convert import (
     LAYOUTS,
     fitting_kwargs,
@@ -20,10 +21,11 @@ from .timm_compat import hamixer_state_dict_to_timm_mixer, timm_mixer_state_dict
 
 __all__ = [
     "AsymmetricAttention", "AsymmetricMLP", "ContractiveResidual", "EnergyAttention", "FAMILIES",
-    "FreeAttention", "FreeMLP", "HamFormer", "HamMixer", "InvertibleMLP", "JointLayerNorm",
-    "LAYOUTS", "MODEL_CONFIGS", "MixingMLP", "ParallelFormerBlock", "ParallelMixerBlock", "SIZES",
-    "SerialMixerBlock", "SymmetricMLP", "TokenLayerNorm", "build_imixer", "create_model",
-    "fitting_kwargs", "hamixer_state_dict_to_timm_mixer", "hidden_sizes",
-    "list_models", "load_external", "read_state_dict", "register_family", "save_external",
-    "timm_mixer_state_dict_to_hamixer", "to_external",
+    "FormerConfig", "FreeAttention", "FreeMLP", "HamFormer", "HamMixer", "InvertibleMLP",
+    "JointLayerNorm", "LAYOUTS", "MODEL_CONFIGS", "MixerConfig", "MixingMLP",
+    "ParallelFormerBlock", "ParallelMixerBlock", "PatchConfig", "SIZES", "SerialMixerBlock",
+    "SymmetricMLP", "TokenLayerNorm", "build_imixer", "create_model", "fitting_kwargs",
+    "hamixer_state_dict_to_timm_mixer", "hidden_sizes", "list_models", "load_external",
+    "read_state_dict", "register_family", "save_external", "timm_mixer_state_dict_to_hamixer",
+    "to_external",
 ]

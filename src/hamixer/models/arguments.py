@@ -2,7 +2,9 @@
 
 A user's ``--model-kwargs n_iter=2.5`` must fail with one line that names the argument, the
 type it takes and the value given, before anything is built or written; the annotations of
-the constructor say what is valid, so every model (ours or timm's) is checked the same way.
+the constructor (for HamMixer and HamFormer: the field types of their configuration,
+:mod:`hamixer.models.config`) say what is valid, so every model (ours or timm's) is checked
+the same way.
 """
 
 from __future__ import annotations

@@ -110,19 +110,19 @@ class EnergyAttention(_AttentionBase):
         nn.init.xavier_uniform_(self.synapse.key_weight)
 
     @property
-    def query_weight(self) -> Tensor:
+    def query_weight(self) -> Tensor:  # type: ignore[override]
         return self.synapse.query_weight
 
     @property
-    def key_weight(self) -> Tensor:
+    def key_weight(self) -> Tensor:  # type: ignore[override]
         return self.synapse.key_weight
 
     @property
-    def value_weight(self) -> Tensor:
+    def value_weight(self) -> Tensor:  # type: ignore[override]
         return self.key_weight
 
     @property
-    def out_weight(self) -> Tensor:
+    def out_weight(self) -> Tensor:  # type: ignore[override]
         return self.query_weight.t()
 
     @property
@@ -171,11 +171,11 @@ class AsymmetricAttention(_AttentionBase):
         self.key_out_breaking = _xavier(dim, dim)
 
     @property
-    def value_weight(self) -> Tensor:
+    def value_weight(self) -> Tensor:  # type: ignore[override]
         return self.key_weight + self.value_breaking
 
     @property
-    def out_weight(self) -> Tensor:
+    def out_weight(self) -> Tensor:  # type: ignore[override]
         return self.query_weight.t() + self.out_breaking
 
     @property
@@ -185,6 +185,21 @@ class AsymmetricAttention(_AttentionBase):
     def penalty(self) -> Tensor:
         return (self.value_breaking.pow(2).sum() + self.out_breaking.pow(2).sum()
                 + self.key_out_breaking.pow(2).sum())
+
+    @classmethod
+    @torch.no_grad()
+    def started_from(cls, other: _AttentionBase) -> AsymmetricAttention:
+        """An AsymmetricAttention computing ``other``'s function (its heads, β, dropout and
+        the breaking of :meth:`start_from_`), built without drawing from the random
+        stream."""
+        with torch.device("meta"):  # the Xavier draws of a fresh one would be overwritten
+            attn = cls(other.dim, other.num_heads, beta=other.beta,
+                       exclude_self=other.exclude_self)
+        weight = other.query_weight
+        attn = attn.to_empty(device=weight.device).to(dtype=weight.dtype)
+        attn.drop = other.drop
+        attn.start_from_(other)
+        return attn
 
     @torch.no_grad()
     def start_from_(self, other: _AttentionBase) -> None:

@@ -3,27 +3,35 @@
 (``forward_features``/``forward_head``, ``forward_intermediates``, classifier reset, gradient
 checkpointing).
 
-A subclass builds ``stem``, ``blocks``, ``norm``, ``head_drop`` and ``head``, sets
-``embed_dim``, ``n_iter``, ``asym_lambda``, ``global_pool``, ``num_classes`` and
-``grad_checkpointing``, and defines :meth:`embed` (images → tokens ``[B, S, C]``).
+A subclass takes its configuration (a :class:`~hamixer.models.config.PatchConfig`) with
+:meth:`PatchBackbone._configure`, builds ``stem``, ``blocks`` and ``norm``, then the head with
+:meth:`PatchBackbone._add_head`, and defines :meth:`embed` (images → tokens ``[B, S, C]``).
 """
 
 from __future__ import annotations
 
 import abc
+from typing import Protocol, cast
 
 import torch
+from timm.layers import PatchEmbed
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError
+from .config import PatchConfig
 from .features import Indices, feature_indices
+
+
+class _Penalised(Protocol):
+    def penalty(self) -> Tensor: ...
 
 
 class PatchBackbone(nn.Module, abc.ABC):
     """Patch embedding → blocks → norm → pool → head (the Mixers', the Transformers')."""
 
-    stem: nn.Module
+    config: PatchConfig
+    stem: PatchEmbed
     blocks: nn.Sequential
     norm: nn.Module
     head_drop: nn.Module
@@ -34,6 +42,28 @@ class PatchBackbone(nn.Module, abc.ABC):
     global_pool: str
     num_classes: int
     grad_checkpointing: bool
+
+    def _configure(self, config: PatchConfig) -> None:
+        """Keep ``config`` and the attributes this class reads from it (after
+        ``nn.Module.__init__``, before any layer is built)."""
+        self.config = config
+        self.num_classes = config.num_classes
+        self.global_pool = config.global_pool
+        self.num_features = self.head_hidden_size = self.embed_dim = config.embed_dim
+        self.n_iter = config.n_iter
+        self.asym_lambda = float(config.asym_lambda)
+        self.breaking_weight_decay = bool(config.breaking_weight_decay)
+        self.grad_checkpointing = False
+
+    def _add_head(self) -> None:
+        """timm's ``feature_info`` (one entry per block), the head's dropout and the head,
+        once ``stem``, ``blocks`` and ``norm`` are built (the head's draws come last)."""
+        self.feature_info = [dict(module=f"blocks.{i}", num_chs=self.embed_dim,
+                                  reduction=self.stem.feat_ratio())
+                             for i in range(len(self.blocks))]
+        self.head_drop = nn.Dropout(self.config.drop_rate)
+        self.head = (nn.Linear(self.embed_dim, self.num_classes) if self.num_classes > 0
+                     else nn.Identity())
 
     @abc.abstractmethod
     def embed(self, x: Tensor) -> Tensor:
@@ -152,5 +182,5 @@ class PatchBackbone(nn.Module, abc.ABC):
         if self.asym_lambda == 0.0:
             return total
         for blk in self.blocks:
-            total = total + blk.penalty()
+            total = total + cast(_Penalised, blk).penalty()
         return self.asym_lambda * total

@@ -7,7 +7,7 @@ free, tied or tied plus a breaking matrix.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from timm.layers import DropPath
 from torch import Tensor, nn
@@ -42,8 +42,8 @@ class _MixerBlockBase(nn.Module):
         dim: int,
         seq_len: int,
         mlp_ratio: float | Sequence[float] = (0.5, 4.0),
-        mlp_layer: type[MixingMLP] = FreeMLP,
-        token_mlp_layer: type[MixingMLP] | None = None,
+        mlp_layer: Callable[..., MixingMLP] = FreeMLP,
+        token_mlp_layer: Callable[..., MixingMLP] | None = None,
         norm: str = "token",
         norm_affine: str = "elementwise",
         mlp_bias: bool = True,

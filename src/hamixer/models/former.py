@@ -14,26 +14,23 @@ both, the Transformer counterpart of ParaMixer's block (GPT-J / PaLM / ViT-22B).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 from timm.layers import DropPath, PatchEmbed, lecun_normal_, trunc_normal_
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from .attention import ATTENTION_TYPES, AsymmetricAttention
+from .attention import ATTENTION_TYPES, AsymmetricAttention, _AttentionBase
 from .backbone import PatchBackbone
+from .config import BREAKING_INITS, FormerConfig
 from .former_energy import former_block_energy
 from .mlp import MLP_TYPES, AsymmetricMLP, MixingMLP
 from .norm import make_norm
 from .symmetric_init import tie_symmetric
 
-#: Where AsymFormer's breaking matrices start (as AsymMixer's, THEORY §3 and §8).
-BREAKING_INITS = ("xavier", "zero", "free")
-
-#: The tied model a "zero" start copies and the free one a "free" start copies.
-_TWINS = {"zero": dict(attention="energy", mlp="symmetric"),
-          "free": dict(attention="free", mlp="free")}
+__all__ = ["BREAKING_INITS", "FormerConfig", "HamFormer", "ParallelFormerBlock"]
 
 
 class ParallelFormerBlock(nn.Module):
@@ -43,9 +40,13 @@ class ParallelFormerBlock(nn.Module):
     #: one norm feeds attention and MLP (what the energy needs)
     parallel = True
 
+    attn: _AttentionBase
+    mlp: MixingMLP
+
     def __init__(self, dim: int, seq_len: int, num_heads: int, mlp_ratio: float = 4.0,
-                 attn_layer: type[nn.Module] = ATTENTION_TYPES["energy"],
-                 mlp_layer: type[MixingMLP] = MLP_TYPES["symmetric"], norm: str = "token",
+                 attn_layer: type[_AttentionBase] = ATTENTION_TYPES["energy"],
+                 mlp_layer: Callable[..., MixingMLP] = MLP_TYPES["symmetric"],
+                 norm: str = "token",
                  norm_affine: str = "scalar", beta: float | None = None,
                  exclude_self: bool = False, act_layer: type[nn.Module] = nn.GELU,
                  drop: float = 0.0, drop_path: float = 0.0) -> None:
@@ -81,120 +82,43 @@ class ParallelFormerBlock(nn.Module):
         return former_block_energy(self, x, pseudo=pseudo)
 
 
-def _resolve(kind: str, table: dict[str, type], what: str) -> type:
-    if kind not in table:
-        raise ConfigError(f"{what} must be one of {tuple(table)}, got {kind!r}")
-    return table[kind]
-
-
 class HamFormer(PatchBackbone):
-    """A Transformer of parallel blocks whose attention and MLP types are swappable.
+    """A Transformer of parallel blocks whose attention and MLP types are swappable, built
+    from a :class:`~hamixer.models.config.FormerConfig` (see there for every field).
 
-    Args:
-        num_classes: classifier outputs (0 for no head).
-        img_size: input resolution (square).
-        in_chans: input channels.
-        patch_size: side of the square patches; ``N = (img_size / patch_size)²`` tokens.
-        num_blocks: number of blocks (each with its own weights).
-        embed_dim: channels D.
-        num_heads: attention heads H (head dimension ``D / H``).
-        mlp_ratio: hidden units of the MLP as a multiple of D.
-        attention: ``"energy"`` (SymFormer), ``"free"`` (ParaFormer) or ``"asymmetric"``.
-        mlp: ``"symmetric"``, ``"free"`` or ``"asymmetric"``.
-        norm: ``"token"`` (per token over D) or ``"joint"`` (over N×D) in the blocks.
-        norm_affine: gain of the block norms: ``"scalar"`` (the exact energy's),
-            ``"elementwise"`` or ``"none"``.
-        beta: attention's inverse temperature (default ``1/√(D/H)``).
-        exclude_self: drop a token's score with itself from attention (ET's choice).
-        n_iter: applications of each block with shared weights (the recurrent dynamics).
-        asym_lambda: λ of ``aux_loss`` for layers with breaking matrices.
-        drop_rate: dropout before the head.
-        proj_drop_rate: dropout on the attention and MLP outputs.
-        drop_path_rate: stochastic depth, linearly increasing over blocks.
-        global_pool: ``"avg"`` or ``""`` (no pooling).
-        init: ``"default"`` or ``"symmetric"``: free attention and MLPs start tied
-            (``W_K = W_Q``, ``W_V^h = W_K^h``, ``W_O^h = W_Q^hᵀ``, ``W2 = W1ᵀ``; finding 3).
-        breaking_init: where AsymFormer's breaking matrices start: ``"xavier"`` (independent
-            matrices, as AsymMixer's official start), ``"zero"`` (SymFormer's model at the
-            same seed, weight for weight) or ``"free"`` (ParaFormer's initial function at the
-            same seed: ``Ṽ = W_V − W_K``, ``Õ = W_O − W_Qᵀ``, ``K̃ = −W_Kᵀ``, ``W̃ = W2 − W1ᵀ``).
-        breaking_weight_decay: whether the optimizer's weight decay shrinks the breaking
-            matrices (``False`` lists them in ``no_weight_decay()``).
+    ``HamFormer(config)``, ``HamFormer(**fields)``, or both (the fields replace the
+    config's); ``model.config`` is the configuration it was built from.
     """
 
-    def __init__(
-        self,
-        num_classes: int = 1000,
-        img_size: int = 224,
-        in_chans: int = 3,
-        patch_size: int = 16,
-        num_blocks: int = 8,
-        embed_dim: int = 512,
-        num_heads: int = 8,
-        mlp_ratio: float = 4.0,
-        attention: str = "energy",
-        mlp: str = "symmetric",
-        norm: str = "token",
-        norm_affine: str = "scalar",
-        beta: float | None = None,
-        exclude_self: bool = False,
-        n_iter: int = 1,
-        asym_lambda: float = 1e-4,
-        drop_rate: float = 0.0,
-        proj_drop_rate: float = 0.0,
-        drop_path_rate: float = 0.0,
-        global_pool: str = "avg",
-        init: str = "default",
-        breaking_init: str = "xavier",
-        breaking_weight_decay: bool = True,
-    ) -> None:
-        rng_at_start = torch.random.get_rng_state()  # what a twin start rewinds to
-        super().__init__()
-        _check_args(n_iter=n_iter, asym_lambda=asym_lambda, global_pool=global_pool,
-                    img_size=img_size, patch_size=patch_size, init=init,
-                    breaking_init=breaking_init, embed_dim=embed_dim, num_heads=num_heads,
-                    beta=beta)
-        attn_cls = _resolve(attention, ATTENTION_TYPES, "attention")
-        mlp_cls = _resolve(mlp, MLP_TYPES, "mlp")
-        self.num_classes = num_classes
-        self.global_pool = global_pool
-        self.num_features = self.head_hidden_size = self.embed_dim = embed_dim
-        self.n_iter = n_iter
-        self.asym_lambda = float(asym_lambda)
-        self.breaking_weight_decay = bool(breaking_weight_decay)
-        self.grad_checkpointing = False
+    #: What the registry checks this builder's keyword arguments against.
+    config_class = FormerConfig
 
-        self.stem = PatchEmbed(img_size=img_size, patch_size=patch_size, in_chans=in_chans,
-                               embed_dim=embed_dim)
+    def __init__(self, config: FormerConfig | None = None, /, **fields: Any) -> None:
+        config = FormerConfig.from_args(config, fields, "HamFormer")
+        super().__init__()
+        self._configure(config)
+        attn_cls, mlp_cls = config.start_layer_classes()
+        embed_dim = config.embed_dim
+
+        self.stem = PatchEmbed(img_size=config.img_size, patch_size=config.patch_size,
+                               in_chans=config.in_chans, embed_dim=embed_dim)
         self.seq_len = self.stem.num_patches
         self.pos_embed = nn.Parameter(torch.zeros(1, self.seq_len, embed_dim))
-        dpr = torch.linspace(0, drop_path_rate, num_blocks, device="cpu").tolist()
+        dpr = config.drop_path_rates()
         self.blocks = nn.Sequential(*[
-            ParallelFormerBlock(embed_dim, self.seq_len, num_heads, mlp_ratio, attn_cls, mlp_cls,
-                                norm, norm_affine, beta, exclude_self, drop=proj_drop_rate,
+            ParallelFormerBlock(embed_dim, self.seq_len, config.num_heads, config.mlp_ratio,
+                                attn_cls, mlp_cls, config.norm, config.norm_affine, config.beta,
+                                config.exclude_self, drop=config.proj_drop_rate,
                                 drop_path=dpr[i])
-            for i in range(num_blocks)
+            for i in range(config.num_blocks)
         ])
-        # timm's description of what forward_intermediates returns, one entry per block
-        self.feature_info = [dict(module=f"blocks.{i}", num_chs=embed_dim,
-                                  reduction=self.stem.feat_ratio()) for i in range(num_blocks)]
-        self.norm = make_norm(norm, self.seq_len, embed_dim, "elementwise")
-        self.head_drop = nn.Dropout(drop_rate)
-        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.norm = make_norm(config.norm, self.seq_len, embed_dim, "elementwise")
+        self._add_head()
         self.init_weights()
-        if init == "symmetric":
+        if config.starts_from_reference():
+            self._break_symmetry_()  # the reference's default start: AsymFormer ties nothing
+        elif config.init == "symmetric":
             self.symmetrize_()
-        if breaking_init != "xavier":
-            twin_args = dict(num_classes=num_classes, img_size=img_size, in_chans=in_chans,
-                             patch_size=patch_size, num_blocks=num_blocks, embed_dim=embed_dim,
-                             num_heads=num_heads, mlp_ratio=mlp_ratio, norm=norm,
-                             norm_affine=norm_affine, beta=beta, exclude_self=exclude_self,
-                             n_iter=n_iter, drop_rate=drop_rate, proj_drop_rate=proj_drop_rate,
-                             drop_path_rate=drop_path_rate, global_pool=global_pool)
-            self._start_from_twin(breaking_init, twin_args, rng_at_start)
-        if not breaking_weight_decay and not self._breaking_names():
-            raise ConfigError("breaking_weight_decay=False needs breaking matrices "
-                              "(AsymFormer's asymmetric attention or MLPs)")
 
     # ----------------------------------------------------------------- initialisation
     @torch.no_grad()
@@ -203,8 +127,9 @@ class HamFormer(PatchBackbone):
         head, position embedding ~ N(0, 0.02²) as timm's ViT."""
         trunc_normal_(self.pos_embed, std=0.02)
         lecun_normal_(self.stem.proj.weight)
-        nn.init.zeros_(self.stem.proj.bias)
-        for blk in self.blocks:
+        if self.stem.proj.bias is not None:  # the stem always has one
+            nn.init.zeros_(self.stem.proj.bias)
+        for blk in self._former_blocks():
             for param in (*blk.attn.parameters(), *blk.mlp.parameters()):
                 nn.init.xavier_uniform_(param)  # every one a matrix: no biases here
         if isinstance(self.head, nn.Linear):
@@ -218,25 +143,18 @@ class HamFormer(PatchBackbone):
         tie_symmetric(self)
 
     @torch.no_grad()
-    def _start_from_twin(self, breaking_init: str, twin_args: dict[str, Any],
-                         rng: Tensor) -> None:
-        """Copy the initial weights of the SymFormer ("zero") or ParaFormer ("free") built
-        from the same arguments and the same random state; the random state is left where
-        that model leaves it, so that data order and dropout follow it too."""
-        for blk in self.blocks:
-            if not (isinstance(blk.attn, AsymmetricAttention)
-                    and isinstance(blk.mlp, AsymmetricMLP)):
-                raise ConfigError(f"breaking_init={breaking_init!r} needs asymmetric attention "
-                                  "and MLPs (AsymFormer) in every block")
-        torch.random.set_rng_state(rng)  # this model was drawn from it: the twin is too
-        twin = HamFormer(**twin_args, **_TWINS[breaking_init])
-        for mine, theirs in zip(self.blocks, twin.blocks, strict=True):
-            mine.attn.start_from_(theirs.attn)
-            mine.mlp.start_from_(theirs.mlp)
-            mine.norm.load_state_dict(theirs.norm.state_dict())
-        for part in ("stem", "norm", "head"):
-            getattr(self, part).load_state_dict(getattr(twin, part).state_dict())
-        self.pos_embed.copy_(twin.pos_embed)
+    def _break_symmetry_(self) -> None:
+        """``breaking_init="zero"`` or ``"free"``: the network was built and initialised with
+        SymFormer's or ParaFormer's layers from the same random state as that model; each
+        attention and MLP now becomes its asymmetric counterpart computing the same function,
+        drawing nothing more, so that the weights and the random stream after them (data
+        order, dropout) are that model's."""
+        for blk in self._former_blocks():
+            blk.attn = AsymmetricAttention.started_from(blk.attn)
+            blk.mlp = AsymmetricMLP.started_from(blk.mlp)
+
+    def _former_blocks(self) -> list[ParallelFormerBlock]:
+        return [cast(ParallelFormerBlock, blk) for blk in self.blocks]
 
     # ------------------------------------------------------------------- timm API
     @torch.jit.ignore
@@ -264,24 +182,3 @@ class HamFormer(PatchBackbone):
     def parallel(self) -> bool:
         return True
 
-
-def _check_args(**a: Any) -> None:
-    """Refuse impossible constructor arguments of :class:`HamFormer`."""
-    checks = [
-        (a["n_iter"] >= 1, f"n_iter must be >= 1, got {a['n_iter']}"),
-        (a["asym_lambda"] >= 0, f"asym_lambda must be >= 0, got {a['asym_lambda']}"),
-        (a["global_pool"] in ("avg", ""),
-         f"global_pool must be 'avg' or '', got {a['global_pool']!r}"),
-        (a["img_size"] % a["patch_size"] == 0,
-         f"img_size {a['img_size']} is not a multiple of patch_size {a['patch_size']}"),
-        (a["num_heads"] >= 1 and a["embed_dim"] % a["num_heads"] == 0,
-         f"embed_dim {a['embed_dim']} does not split into {a['num_heads']} heads"),
-        (a["beta"] is None or a["beta"] > 0, f"beta must be > 0, got {a['beta']}"),
-        (a["init"] in ("default", "symmetric"),
-         f"init must be 'default' or 'symmetric', got {a['init']!r}"),
-        (a["breaking_init"] in BREAKING_INITS,
-         f"breaking_init must be one of {BREAKING_INITS}, got {a['breaking_init']!r}"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)

@@ -219,6 +219,19 @@ class AsymmetricMLP(SymmetricMLP):
     def penalty(self) -> Tensor:
         return self.breaking.pow(2).sum()
 
+    @classmethod
+    @torch.no_grad()
+    def started_from(cls, other: MixingMLP) -> AsymmetricMLP:
+        """An AsymmetricMLP computing ``other``'s function (its W1, biases, activation and
+        dropout; W̃ = W2 − W1ᵀ), built without drawing from the random stream."""
+        with torch.device("meta"):  # the Xavier draws of a fresh one would be overwritten
+            mlp = cls(other.in_features, other.hidden_features, other.axis,
+                      bias=other.b1 is not None)
+        mlp = mlp.to_empty(device=other.w1.device).to(dtype=other.w1.dtype)
+        mlp.act, mlp.drop = other.act, other.drop
+        mlp.start_from_(other)
+        return mlp
+
     @torch.no_grad()
     def start_from_(self, other: MixingMLP) -> None:
         """Take ``other``'s W1 and biases, and W̃ = W2 − W1ᵀ, so that this MLP computes the
@@ -228,7 +241,7 @@ class AsymmetricMLP(SymmetricMLP):
         for mine, theirs in ((self.bias_hidden, other.b1), (self.bias_out, other.b2)):
             if (mine is None) != (theirs is None):
                 raise ValueError("start_from_: the two MLPs differ in their biases")
-            if mine is not None:
+            if mine is not None and theirs is not None:  # both or neither: checked above
                 mine.copy_(theirs)
 
 

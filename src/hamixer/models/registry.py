@@ -28,6 +28,7 @@ from torch import nn
 from ..errors import ConfigError, closest
 from ..io import as_read_back
 from .arguments import check_argument
+from .config import MixerConfig, PatchConfig
 from .features import DEFAULT_OUT_INDICES, FEATURE_ARGS, as_features
 from .former import HamFormer
 from .mixer import HamMixer
@@ -104,7 +105,8 @@ FORMER_SIZES: dict[str, dict[str, Any]] = {
     for size, dim in (("n2_8", 64), ("t4_28", 96), ("m4_28", 96), ("t4_32", 96))
 }
 
-#: name → keyword arguments of :class:`HamMixer` (or of its family's builder).
+#: name → keyword arguments of its builder (for HamMixer and HamFormer: fields of their
+#: :class:`MixerConfig` and :class:`FormerConfig`).
 MODEL_CONFIGS: dict[str, dict[str, Any]] = {}
 #: name → timm-style pretrained (here: preprocessing-only) config.
 default_cfgs: dict[str, dict[str, Any]] = {}
@@ -137,12 +139,46 @@ def _pretrained_cfg(name: str, args: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def _config_class(builder: Callable[..., nn.Module]) -> type[PatchConfig] | None:
+    """The typed configuration ``builder`` is built from (HamMixer's :class:`MixerConfig`,
+    HamFormer's :class:`FormerConfig`), or None for a builder whose signature lists its
+    arguments."""
+    config = getattr(builder, "config_class", None)
+    return config if isinstance(config, type) and issubclass(config, PatchConfig) else None
+
+
+def _returned_config(builder: Callable[..., nn.Module]) -> type[PatchConfig] | None:
+    """The configuration of the model ``builder`` makes: its own, or that of the model class
+    a function is declared to return (iMixer's returns a HamMixer)."""
+    if isinstance(builder, type):
+        return _config_class(builder)
+    built = typing.get_type_hints(builder).get("return")
+    return _config_class(built) if isinstance(built, type) else None
+
+
+def _forwarded_config(builder: Callable[..., nn.Module]) -> type[PatchConfig] | None:
+    """The configuration whose fields a builder without one passes on through its
+    ``**kwargs``: that of the model it returns (iMixer's: :class:`MixerConfig`), HamMixer's
+    if it does not say; None for a builder with a configuration or without ``**kwargs``."""
+    if _config_class(builder) is not None:
+        return None
+    params = inspect.signature(builder).parameters.values()
+    if not any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return _returned_config(builder) or MixerConfig
+
+
 def builder_args(builder: Callable[..., nn.Module]) -> tuple[str, ...]:
-    """Keyword arguments ``builder`` accepts (a builder with ``**kwargs`` forwards to HamMixer)."""
+    """Keyword arguments ``builder`` accepts: its configuration's fields, or its signature's
+    (and the fields of the configuration its ``**kwargs`` forward to)."""
+    config = _config_class(builder)
+    if config is not None:
+        return config.field_names()
     params = inspect.signature(builder).parameters
     names = [p for p, v in params.items() if p != "self" and v.kind is not v.VAR_KEYWORD]
-    if any(v.kind is v.VAR_KEYWORD for v in params.values()) and builder is not HamMixer:
-        names += [p for p in builder_args(HamMixer) if p not in names]
+    forwarded = _forwarded_config(builder)
+    if forwarded is not None:
+        names += [p for p in forwarded.field_names() if p not in names]
     return tuple(names)
 
 
@@ -153,10 +189,16 @@ def register_family(family: str, family_args: dict[str, Any],
     to timm; return the names.
 
     Extensions (iMixer, the Transformers) call this with their own defaults and builder.
+    For a builder of a model with a configuration (HamMixer, HamFormer, a function that
+    forwards to one), every name's configuration is checked here: a family whose arguments
+    make no valid one is refused at registration.
     """
+    sizes = SIZES if sizes is None else sizes
+    for size_args in sizes.values():
+        _check_values(builder, {**size_args, **family_args})
     FAMILIES[family] = dict(family_args)
     names = []
-    for size, size_args in (SIZES if sizes is None else sizes).items():
+    for size, size_args in sizes.items():
         name = f"{family}_{size}"
         MODEL_CONFIGS[name] = {**size_args, **family_args}
         BUILDERS[name] = builder
@@ -216,7 +258,9 @@ def model_args(name: str, **overrides: Any) -> dict[str, Any]:
                           f" (valid: {', '.join(valid)})")
     hints = builder_hints(BUILDERS[name])
     checked = {k: check_argument(name, k, v, hints.get(k)) for k, v in overrides.items()}
-    return {**MODEL_CONFIGS[name], **checked}
+    args = {**MODEL_CONFIGS[name], **checked}
+    _check_values(BUILDERS[name], args)
+    return args
 
 
 def builds_same_model(name: str, kwargs_a: dict[str, Any], kwargs_b: dict[str, Any]) -> bool:
@@ -234,22 +278,37 @@ def builds_same_model(name: str, kwargs_a: dict[str, Any], kwargs_b: dict[str, A
 
 
 def _builder_defaults(builder: Callable[..., nn.Module]) -> dict[str, Any]:
+    config = _config_class(builder)
+    if config is not None:
+        return config.defaults()
+    forwarded = _forwarded_config(builder)
     own = inspect.signature(builder).parameters
-    forwards = any(p.kind is p.VAR_KEYWORD for p in own.values())  # to HamMixer
-    params = dict(inspect.signature(HamMixer).parameters) if forwards else {}
-    params.update(own)
-    return {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+    return {**(forwarded.defaults() if forwarded is not None else {}),
+            **{k: p.default for k, p in own.items() if p.default is not inspect.Parameter.empty}}
 
 
 def builder_hints(builder: Callable[..., nn.Module]) -> dict[str, Any]:
-    """The resolved annotations of ``builder``'s arguments (and HamMixer's, which a builder
-    with ``**kwargs`` forwards to)."""
-    target = builder.__init__ if isinstance(builder, type) else builder
+    """The resolved annotations of ``builder``'s arguments: its configuration's field types,
+    or its signature's (and those of the configuration its ``**kwargs`` forward to)."""
+    config = _config_class(builder)
+    if config is not None:
+        return typing.get_type_hints(config)
+    target = builder.__init__ if isinstance(builder, type) else builder  # type: ignore[misc]
     hints = typing.get_type_hints(target)
-    if builder is not HamMixer and any(
-            p.kind is p.VAR_KEYWORD for p in inspect.signature(builder).parameters.values()):
-        hints = {**typing.get_type_hints(HamMixer.__init__), **hints}
+    forwarded = _forwarded_config(builder)
+    if forwarded is not None:
+        hints = {**typing.get_type_hints(forwarded), **hints}
     return hints
+
+
+def _check_values(builder: Callable[..., nn.Module], args: dict[str, Any]) -> None:
+    """Refuse impossible values before anything is built: the part of ``args`` that is the
+    configuration of the model ``builder`` makes (all of it for HamMixer and HamFormer, the
+    backbone's part for a function that forwards to one) must make a valid one."""
+    config = _returned_config(builder)
+    if config is not None:
+        fields = set(config.field_names())
+        config(**{k: v for k, v in args.items() if k in fields})
 
 
 def has_free_mlps(name: str) -> bool:
@@ -282,9 +341,9 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Modul
     cfg = copy.deepcopy(default_cfgs[name])
     cfg.update(_pretrained_cfg(name, args))
     cfg.update(cfg_overlay)
-    model.pretrained_cfg = model.default_cfg = cfg
-    model.model_name = name
-    model.model_args = {k: v for k, v in args.items() if k in kwargs}
+    model.pretrained_cfg = model.default_cfg = cfg  # type: ignore[assignment]
+    model.model_name = name  # type: ignore[assignment]
+    model.model_args = {k: v for k, v in args.items() if k in kwargs}  # type: ignore[assignment]
     if device is not None or dtype is not None:
         model.to(device=device, dtype=dtype)
     if features.pop("features_only", False):
@@ -303,7 +362,7 @@ def _feature_model(model: nn.Module, name: str, cfg: dict[str, Any],
                           "available for it")
     out_indices = check_argument(name, "out_indices", out_indices, int | list[int])
     wrapped = as_features(model, name, cfg, out_indices=out_indices, feature_cls=feature_cls)
-    wrapped.model_name, wrapped.model_args = name, model.model_args
+    wrapped.model_name, wrapped.model_args = name, model.model_args  # type: ignore[assignment]
     return wrapped
 
 
@@ -314,7 +373,7 @@ def _create_from_timm(name: str, pretrained: bool, **kwargs: Any) -> nn.Module:
                               symmetric_init=_tie_or_refuse if init == "symmetric" else None,
                               **kwargs)
     if init != "default":
-        model.model_args["init"] = init
+        model.model_args["init"] = init  # type: ignore[index, operator]
     return model
 
 

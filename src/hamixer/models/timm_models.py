@@ -130,8 +130,8 @@ def create_timm_model(name: str, pretrained: bool = False,
     _input_cfg(model, name, kwargs)
     if symmetric_init is not None:
         symmetric_init(model)
-    model.model_name = name
-    model.model_args = dict(kwargs)
+    model.model_name = name  # type: ignore[assignment]
+    model.model_args = dict(kwargs)  # type: ignore[assignment]
     return model
 
 
@@ -147,4 +147,4 @@ def _input_cfg(model: nn.Module, name: str, kwargs: dict[str, Any]) -> None:
         if len(values) != chans:
             cfg[key] = (sum(values) / len(values),) * chans
     cfg["input_size"] = (chans, img, img)
-    model.pretrained_cfg = model.default_cfg = cfg
+    model.pretrained_cfg = model.default_cfg = cfg  # type: ignore[assignment]
