@@ -225,8 +225,11 @@ def test_workers_share_the_cores_this_process_may_use(monkeypatch):
     from hamixer.experiments.jobs import Job, _Pool
     from hamixer.train.config import TrainConfig
 
+    from hamixer import device
+
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {2, 5}, raising=False)
+    monkeypatch.setattr(device, "cgroup_cpu_quota", lambda: None)  # whatever the host's
     jobs = [Job(f"j{k}", TrainConfig(out=f"unused{k}", device="cpu")) for k in range(2)]
     assert _Pool(jobs, 2, print, progress=False).threads == 1
     assert _Pool(jobs[:1], 1, print, progress=False).threads == 2

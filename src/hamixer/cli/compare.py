@@ -32,16 +32,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_jobs_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-J", "--jobs", type=int, default=1, metavar="N",
+    p.add_argument("-J", "--jobs", default="auto", metavar="N",
                    help="trainings at a time, each in its own process with its share of the "
-                        "CPU threads (or its own GPU); default 1: one after the other, here")
+                        "CPU threads (or its own GPU); 1: one after the other, here; default "
+                        "auto: one per GPU, or on a CPU as many as the usable cores allow at "
+                        "--threads (default 1) each")
 
 
-def check_jobs(jobs: int) -> None:
+def check_jobs(jobs: str | int) -> int | None:
+    """``--jobs`` as a number of workers, None for ``auto``."""
     from ..errors import ConfigError
 
-    if jobs < 1:
+    if str(jobs) == "auto":
+        return None
+    try:
+        n = int(jobs)
+    except ValueError:
+        raise ConfigError(f"--jobs must be a number or auto, got {jobs!r}") from None
+    if n < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+    return n
 
 
 def _positive_ints(text: str, flag: str) -> list[int]:
@@ -78,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from .flags import config_from_args, resolve_model_name
 
     seeds = _seeds(args.seeds)
-    check_jobs(args.jobs)
+    jobs = check_jobs(args.jobs)
     n_iters = _positive_ints(args.n_iters, "--n-iters") if args.n_iters is not None else None
     base = config_from_args(args)
     if n_iters and "n_iter" in base.model_kwargs:
@@ -105,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
                   "usual")
     launcher = plan_launcher(args, out, "compare")
     res = run_compare(base, models, seeds, out, symmetry=not args.no_symmetry,
-                      command=command_line(), jobs=args.jobs, n_iters=n_iters,
+                      command=command_line(), jobs=jobs, n_iters=n_iters,
                       launcher=launcher)
     if res is None:  # submitted, not waited for
         return 0

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..device import usable_cores
 from ..errors import ConfigError, HamixerError, Interrupted
 from ..io import as_read_back, write_json
 from ..provenance import versions
@@ -72,8 +73,9 @@ def run_training(cfg: TrainConfig, hooks: Sequence[EpochHook] = (),
     Writes into ``cfg.out``: ``config.yaml``, ``metrics.jsonl`` (one row per epoch),
     ``last.*`` and ``best.*`` checkpoints and ``summary.json``. Under ``torchrun`` (several
     processes) it trains data-parallel; only rank 0 writes and logs. ``cfg.threads`` holds
-    for the run only: the process's thread count is restored at the end. ``on_epoch`` gets
-    each epoch's row once it is saved.
+    for the run only: the process's thread count is restored at the end; by default torch's,
+    but never more than the cores this process may use (:func:`hamixer.device.usable_cores`).
+    ``on_epoch`` gets each epoch's row once it is saved.
     """
     cfg.validate()
     if not cfg.out:
@@ -90,6 +92,8 @@ def run_training(cfg: TrainConfig, hooks: Sequence[EpochHook] = (),
             log = lambda s: None  # noqa: E731
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        elif threads > usable_cores():  # torch counts the machine's cores, not this share
+            torch.set_num_threads(usable_cores())
         return _run(cfg, hooks, log, ctx, rank_device, on_epoch)
     finally:
         torch.set_num_threads(threads)
