@@ -222,10 +222,9 @@ def test_progress_to_a_file_is_one_line_per_epoch(tmp_path, capsys):
 def test_workers_share_the_cores_this_process_may_use(monkeypatch):
     """A process given 2 of 8 cores (a container's share, ``taskset``) splits those 2, not
     the machine's 8, between its workers."""
+    from hamixer import device
     from hamixer.experiments.jobs import Job, _Pool
     from hamixer.train.config import TrainConfig
-
-    from hamixer import device
 
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {2, 5}, raising=False)
