@@ -24,7 +24,7 @@ def test_compare_with_two_jobs_matches_one_job(tmp_path, capsys):
     args = ["compare", "--models", "paramixer,symmixer", "--seeds", "0", "--epochs", "2",
             *TINY]
     assert main([*args, "--jobs", "2", "--out", str(tmp_path / "two")]) == 0
-    assert main([*args, "--threads", "1", "--out", str(tmp_path / "one")]) == 0
+    assert main([*args, "--jobs", "1", "--threads", "1", "--out", str(tmp_path / "one")]) == 0
     for model in ("paramixer_n2_8", "symmixer_n2_8"):
         run = tmp_path / "two" / model / "seed0"
         assert (run / "job.log").is_file() and run_progress(run)[0] == 2.0

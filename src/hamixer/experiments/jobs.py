@@ -159,17 +159,21 @@ def run_jobs(jobs: Sequence[Job], n_jobs: int | None = None, log: Callable[[str]
 
 def check_plan_data(cfgs: Sequence[TrainConfig]) -> None:
     """Check that the data fits each run of a plan (:func:`hamixer.train.setup.check_data`)
-    before any run directory exists: a bad data set is one line, not a failure per run. Runs
-    that read the same data with the same head are checked once."""
-    from ..train.setup import check_data
+    and that its model builds for it (:func:`~hamixer.train.setup.check_model`) before any
+    run directory exists: a bad data set or model argument is one line, not a failure per
+    run in its worker. Runs that read the same data with the same head are checked once."""
+    from ..train.setup import check_data, check_model
 
-    seen = set()
+    inputs: dict[tuple[Any, ...], tuple[int, int, int]] = {}
+    models = set()
     for cfg in cfgs:
         key = (cfg.dataset, cfg.data_dir, cfg.img_size, json.dumps(cfg.model_kwargs,
                                                                    sort_keys=True, default=str))
-        if key not in seen:
-            seen.add(key)
-            check_data(cfg)
+        if key not in inputs:
+            inputs[key] = check_data(cfg)
+        if (cfg.model, cfg.drop_path, key) not in models:
+            models.add((cfg.model, cfg.drop_path, key))
+            check_model(cfg, *inputs[key])
 
 
 def finished_summary(cfg: TrainConfig) -> dict[str, Any] | None:
