@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -62,6 +63,8 @@ def main() -> int:
                    help="epochs of each run (default: the digits recipe's 20, as make run)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results here")
     args = p.parse_args()
+    # a SIGTERM unwinds like Ctrl-C, so that the competing training is stopped too
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     from hamixer.device import usable_cores
 
     print(f"{usable_cores()} usable cores, load average {os.getloadavg()[0]:.2f} before",
