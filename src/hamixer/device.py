@@ -5,7 +5,9 @@ on (:func:`autocast`, for the trainer and the benchmarks alike)."""
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+from pathlib import Path
 
 import torch
 
@@ -26,13 +28,42 @@ def select_device(name: str) -> torch.device:
     return device
 
 
+#: Where a CPU quota is read: cgroup v2's ``cpu.max`` ("QUOTA PERIOD" or "max PERIOD"), and
+#: cgroup v1's quota and period files (a quota of -1: none).
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+CGROUP_V1_QUOTA = (Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"),
+                   Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us"))
+
+
 def usable_cores() -> int:
-    """The CPU cores this process may run on (its affinity mask: a container's or
-    ``taskset``'s share, not the machine's count), at least 1."""
+    """The CPU cores this process may run on, at least 1: its affinity mask (a container's
+    or ``taskset``'s share, not the machine's count), and fewer if a cgroup CPU quota (a
+    container's ``--cpus``) allows less time than that, because threads beyond the quota
+    only wait for their turn."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # no affinity masks on this platform
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = cgroup_cpu_quota()
+    return cores if quota is None else max(1, min(cores, math.floor(quota)))
+
+
+def cgroup_cpu_quota(cpu_max: Path = CGROUP_CPU_MAX,
+                     v1: tuple[Path, Path] = CGROUP_V1_QUOTA) -> float | None:
+    """The CPUs' worth of time per period that this process's cgroup may use (2.5: two and
+    a half cores), or None where there is no quota or none can be read."""
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+    except (OSError, ValueError):
+        try:
+            quota, period = (f.read_text().strip() for f in v1)
+        except (OSError, ValueError):
+            return None
+    try:
+        q, p = float(quota), float(period)
+    except ValueError:  # "max": no quota
+        return None
+    return q / p if q > 0 and p > 0 else None
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None,

@@ -560,3 +560,62 @@ def test_ctrl_c_while_the_command_line_starts_is_one_line(monkeypatch, capsys):
     monkeypatch.setenv("HAMIXER_DEBUG", "1")
     with pytest.raises(KeyboardInterrupt):
         cli_main.main(["train"])
+
+
+# ------------------------------------------------------------------ a recipe's warm-up
+def _config(argv):
+    from hamixer.cli.flags import config_from_args
+    from hamixer.cli.main import build_parser
+
+    return config_from_args(build_parser().parse_args(argv))
+
+
+def test_a_shipped_recipes_warmup_longer_than_the_run_keeps_its_share(tmp_path, capsys):
+    """digits.yaml warms up for 2 of its 20 epochs; a 1-epoch run warms up for a tenth of an
+    epoch, with one warning line, instead of rising for the whole run."""
+    out = tmp_path / "run"
+    loud = [a for a in TINY if a != "--quiet"]
+    assert main(["train", "--out", str(out), *loud]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("warning: digits.yaml warms up for 2 epochs (of its 20), longer than "
+                          "this run's 1 epoch: warming up for 0.1 epochs instead, the recipe's "
+                          "share (10%); --warmup-epochs N sets it\n")
+    assert err.count("warning") == 1
+    import yaml
+
+    assert yaml.safe_load((out / "config.yaml").read_text())["warmup_epochs"] == 0.1
+    # --quiet: nothing said, the same warm-up (recorded in config.yaml)
+    assert main(["train", "--out", str(tmp_path / "quiet"), *TINY]) == 0
+    assert capsys.readouterr().err == ""
+    assert yaml.safe_load((tmp_path / "quiet" / "config.yaml").read_text())["warmup_epochs"] \
+        == 0.1
+    # named with --config, a shipped recipe is still the recipe: the paper's 20 of 300
+    cfg = _config(["train", "--config", "cifar10-paper", "--epochs", "15"])
+    assert cfg.warmup_epochs == pytest.approx(1.0)
+    assert "cifar10-paper.yaml warms up for 20 epochs (of its 300)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    ["--dataset", "digits", "--epochs", "2"],  # ends as the run does: left as it is
+    ["--dataset", "digits", "--epochs", "20"],  # make run's
+    ["--dataset", "fashion-mnist", "--epochs", "1"],  # its recipe's warm-up is 1 epoch
+    ["--dataset", "digits", "--epochs", "1", "--warmup-epochs", "0.5"],  # the user's own
+])
+def test_a_warmup_that_fits_is_left_as_it_is(capsys, argv):
+    from hamixer.train.config import CONFIG_DIR
+
+    cfg = _config(["train", *argv])
+    if "--warmup-epochs" in argv:
+        assert cfg.warmup_epochs == 0.5
+    else:
+        assert cfg.warmup_epochs == load_yaml(CONFIG_DIR / f"{cfg.dataset}.yaml")["warmup_epochs"]
+    assert capsys.readouterr().err == ""
+
+
+def test_the_users_own_recipe_with_a_warmup_longer_than_the_run_is_refused(tmp_path, capsys):
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text("epochs: 20\nwarmup_epochs: 2\n")
+    out = tmp_path / "run"
+    err = _one_line_exit_2(capsys, ["train", "--config", str(recipe), "--out", str(out),
+                                    *TINY], out)
+    assert "warmup_epochs 2 is longer than the run (1 epoch)" in err

@@ -135,3 +135,59 @@ def test_pretrained_without_a_network_names_what_could_not_be_reached(tmp_path, 
     assert err == ("hamixer symmetry: error: cannot download pretrained weights for test_vit: "
                    "huggingface.co unreachable (no network); pass --initial-checkpoint PATH "
                    "with a local file")
+
+
+@pytest.fixture
+def hub_unreachable(tmp_path, monkeypatch):
+    """The hub at a local port where nothing listens, an empty Hugging Face cache, and any
+    retry (a sleep) an error: the test never reaches the real network."""
+    import huggingface_hub.constants
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: connections to it are refused
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy",
+                "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+    def no_retry(seconds):
+        raise AssertionError(f"waited {seconds} s for a retry")
+
+    monkeypatch.setattr(time, "sleep", no_retry)
+    return port, tmp_path / "hf"
+
+
+def test_pretrained_with_the_hub_unreachable_is_one_line_before_any_retry(hub_unreachable,
+                                                                          capsys):
+    port, _ = hub_unreachable
+    assert main(["symmetry", "--model", "test_vit", "--pretrained"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"hamixer symmetry: error: cannot download pretrained weights for test_vit: "
+                   f"127.0.0.1:{port} unreachable (connection to port {port} refused); pass "
+                   "--initial-checkpoint PATH with a local file")
+
+
+def test_pretrained_weights_in_the_cache_load_with_the_hub_unreachable(hub_unreachable,
+                                                                       capsys):
+    """Weights that an earlier download left in the cache are used, not refused."""
+    import timm
+    from safetensors.torch import save_file
+
+    _, cache = hub_unreachable
+    repo = timm.models.get_pretrained_cfg("test_vit").hf_hub_id
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    folder = cache / f"models--{repo.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(commit)
+    (folder / "snapshots" / commit).mkdir(parents=True)
+    torch.manual_seed(1)  # weights that a fresh model does not have
+    published = timm.create_model("test_vit").state_dict()
+    save_file(published, folder / "snapshots" / commit / "model.safetensors")
+    from hamixer.cli._weights import pretrained_model
+
+    model = pretrained_model("test_vit", {})
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in published.items())
+    assert main(["symmetry", "--model", "test_vit", "--pretrained"]) == 0

@@ -24,7 +24,7 @@ def test_compare_with_two_jobs_matches_one_job(tmp_path, capsys):
     args = ["compare", "--models", "paramixer,symmixer", "--seeds", "0", "--epochs", "2",
             *TINY]
     assert main([*args, "--jobs", "2", "--out", str(tmp_path / "two")]) == 0
-    assert main([*args, "--threads", "1", "--out", str(tmp_path / "one")]) == 0
+    assert main([*args, "--jobs", "1", "--threads", "1", "--out", str(tmp_path / "one")]) == 0
     for model in ("paramixer_n2_8", "symmixer_n2_8"):
         run = tmp_path / "two" / model / "seed0"
         assert (run / "job.log").is_file() and run_progress(run)[0] == 2.0
@@ -235,11 +235,13 @@ def test_progress_to_a_file_is_one_line_per_epoch(tmp_path, capsys):
 def test_workers_share_the_cores_this_process_may_use(monkeypatch):
     """A process given 2 of 8 cores (a container's share, ``taskset``) splits those 2, not
     the machine's 8, between its workers."""
+    from hamixer import device
     from hamixer.experiments.jobs import Job, _Pool
     from hamixer.train.config import TrainConfig
 
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {2, 5}, raising=False)
+    monkeypatch.setattr(device, "cgroup_cpu_quota", lambda: None)  # whatever the host's
     jobs = [Job(f"j{k}", TrainConfig(out=f"unused{k}", device="cpu")) for k in range(2)]
     assert _Pool(jobs, 2, print, progress=False).threads == 1
     assert _Pool(jobs[:1], 1, print, progress=False).threads == 2

@@ -58,7 +58,9 @@ def cluster_options(args: argparse.Namespace, job_name: str) -> Any:
 
     parallel = getattr(args, "array_parallelism", None)
     if args.launcher == "local" and parallel is None:
-        parallel = args.jobs
+        from .compare import check_jobs
+
+        parallel = check_jobs(args.jobs)  # auto: submitit's local executor, one at a time
     return ClusterOptions(
         partition=args.partition, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
         tasks_per_node=args.tasks_per_node, cpus_per_task=args.cpus_per_task,

@@ -73,7 +73,12 @@ def pretrained_model(name: str, kwargs: dict[str, Any]) -> Any:
     refused: they have no published weights); a failed download is a one-line
     :class:`ConfigError` naming the host that could not be reached."""
     from ..models import create_model
+    from ..models.registry import model_args, model_source
+    from ._hub import check_hub_weights
 
+    if model_source(name) == "timm":
+        model_args(name, **kwargs)  # a wrong argument is that, reachable hub or not
+        check_hub_weights(name, kwargs)  # at once, not after the hub's retries
     try:
         return create_model(name, pretrained=True, **kwargs)
     except OSError as err:  # the hub's and urllib's failures are OSErrors
@@ -88,14 +93,14 @@ def pretrained_model(name: str, kwargs: dict[str, Any]) -> Any:
 
 def _weights_host(name: str) -> str:
     """Where timm downloads ``name``'s weights from."""
-    import os
     from urllib.parse import urlparse
 
+    import huggingface_hub
     from timm.models import get_pretrained_cfg
 
     cfg = get_pretrained_cfg(name)
     if cfg is not None and cfg.hf_hub_id:
-        return urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).netloc
+        return urlparse(huggingface_hub.constants.ENDPOINT).netloc  # HF_ENDPOINT's
     if cfg is not None and cfg.url:
         return urlparse(cfg.url).netloc
     return "the download server"

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     )
 
     seeds = parse_seeds(args.seeds)
-    check_jobs(args.jobs)
+    jobs = check_jobs(args.jobs)
     n_iters = positive_ints(args.n_iters, "--n-iters") if args.n_iters is not None else None
     base = config_from_args(args)
     if n_iters and "n_iter" in base.model_kwargs:
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
                   "usual")
     launcher = plan_launcher(args, out, "compare")
     res = run_compare(base, models, seeds, out, symmetry=not args.no_symmetry,
-                      command=command_line(), jobs=args.jobs, n_iters=n_iters,
+                      command=command_line(), jobs=jobs, n_iters=n_iters,
                       launcher=launcher)
     if res is None:  # submitted, not waited for
         return 0

@@ -170,6 +170,27 @@ def check_resumable(run_dir: Any, flag: str = "--resume") -> None:
                       f"holds {held or 'nothing'}); resuming would start the run over")
 
 
+def _epochs(n: float) -> str:
+    return f"{n:g} epoch{'s' if n != 1 else ''}"
+
+
+def _fit_recipe_warmup(cfg: TrainConfig, recipe: str, recipe_epochs: int) -> TrainConfig:
+    """A shipped recipe's warm-up longer than the run the user asked for (``--epochs 1`` on
+    digits, whose recipe warms up for 2 of its 20): the learning rate would rise for the
+    whole run and never reach its peak. The warm-up keeps the recipe's share of the run
+    instead, and a warning line says so (unless ``--quiet``; ``config.yaml`` records it)."""
+    import sys
+
+    share = min(1.0, cfg.warmup_epochs / recipe_epochs)
+    fitted = share * cfg.epochs
+    if not cfg.quiet:
+        print(f"warning: {recipe} warms up for {_epochs(cfg.warmup_epochs)} (of its "
+              f"{recipe_epochs}), longer than this run's {_epochs(cfg.epochs)}: warming up "
+              f"for {fitted:.3g} epochs instead, the recipe's share ({share:.0%}); "
+              "--warmup-epochs N sets it", file=sys.stderr)
+    return merge(cfg, {"warmup_epochs": fitted}, recipe)
+
+
 def resolve_model_name(name: str, dataset: str) -> str:
     """A family name (``paramixer``, or ``vit`` for the timm presets) becomes the registered
     size that fits ``dataset``."""
@@ -188,12 +209,21 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) 
     given = vars(args)
     dataset = given.get("dataset", cfg.dataset)
     chosen: set[str] = set()  # the settings the user gave (not the shipped recipe's)
+    recipe = None  # the shipped recipe the settings start from, if any
     if args.config:
+        from ..train.config import find_config_file
+
         settings = load_yaml(args.config)
-        chosen |= set(settings)
+        path = find_config_file(args.config)
+        if path.resolve().parent == CONFIG_DIR.resolve():
+            recipe = path.name
+        else:  # the user's own file: its settings are theirs
+            chosen |= set(settings)
         cfg = merge(cfg, settings, args.config)
     elif (CONFIG_DIR / f"{dataset}.yaml").is_file():
-        cfg = merge(cfg, load_yaml(CONFIG_DIR / f"{dataset}.yaml"), f"{dataset}.yaml")
+        recipe = f"{dataset}.yaml"
+        cfg = merge(cfg, load_yaml(CONFIG_DIR / recipe), recipe)
+    recipe_epochs = cfg.epochs
     if args.set_values:
         settings = parse_kv(args.set_values)
         chosen |= set(settings)
@@ -223,12 +253,13 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) 
         flags.update(resume_from(resume, given.get("out")))
     cfg = merge(cfg, flags, "command line")
     chosen |= set(flags)
-    if "warmup_epochs" in {k.replace("-", "_") for k in chosen} and \
-            cfg.warmup_epochs > cfg.epochs:
-        epochs = f"{cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}"
-        raise ConfigError(f"warmup_epochs {cfg.warmup_epochs:g} is longer than the run "
-                          f"({epochs}): the learning rate would never reach its peak; shorten "
-                          "the warm-up or train longer")
+    if cfg.warmup_epochs > cfg.epochs:
+        if "warmup_epochs" in {k.replace("-", "_") for k in chosen}:
+            raise ConfigError(f"warmup_epochs {cfg.warmup_epochs:g} is longer than the run "
+                              f"({_epochs(cfg.epochs)}): the learning rate would never reach "
+                              "its peak; shorten the warm-up or train longer")
+        if recipe is not None:
+            cfg = _fit_recipe_warmup(cfg, recipe, recipe_epochs)
     if resume is True and cfg.out:  # the plain flag: continue the run in --out
         check_resumable(cfg.out)
     cfg = merge(cfg, {"model": resolve_model_name(cfg.model, cfg.dataset)}, "model")
@@ -237,14 +268,24 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) 
 
 # ------------------------------------------------------- commands that train several runs
 def add_jobs_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-J", "--jobs", type=int, default=1, metavar="N",
+    p.add_argument("-J", "--jobs", default="auto", metavar="N",
                    help="trainings at a time, each in its own process with its share of the "
-                        "CPU threads (or its own GPU); default 1: one after the other, here")
+                        "CPU threads (or its own GPU); 1: one after the other, here; default "
+                        "auto: one per GPU, or on a CPU as many as the usable cores allow at "
+                        "--threads (default 1) each")
 
 
-def check_jobs(jobs: int) -> None:
-    if jobs < 1:
+def check_jobs(jobs: str | int) -> int | None:
+    """``--jobs`` as a number of workers, None for ``auto``."""
+    if str(jobs) == "auto":
+        return None
+    try:
+        n = int(jobs)
+    except ValueError:
+        raise ConfigError(f"--jobs must be a number or auto, got {jobs!r}") from None
+    if n < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+    return n
 
 
 def positive_ints(text: str, flag: str) -> list[int]:

@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
                           "reference are tied)")
     if "breaking_init" in base.model_kwargs:
         raise ConfigError("set where W̃ starts with --breaking-inits, not --model-kwargs")
-    check_jobs(args.jobs)
+    jobs = check_jobs(args.jobs)
     out = Path(args.out or f"runs/sweep-{base.dataset}")
     print(f"sweep λ = {', '.join(f'{x:g}' for x in lambdas)} on {base.dataset}: {base.epochs} "
           f"epochs, batch {base.batch_size}, seeds {', '.join(map(str, seeds))} -> {out}")
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
                               f"(valid: {', '.join(SIZES)})")
     launcher = plan_launcher(args, out, "sweep")
     res = run_sweep(base, plan, out, size=args.size, symmetry=not args.no_symmetry,
-                    command=command_line(), jobs=args.jobs, launcher=launcher,
+                    command=command_line(), jobs=jobs, launcher=launcher,
                     family=args.family)
     if res is None:  # submitted, not waited for
         return 0

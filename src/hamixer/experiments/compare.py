@@ -3,7 +3,7 @@
 Every model gets the same config, seed, data order and number of epochs; only the model
 differs. Runs live in ``OUT/<model>/seed<k>`` and are resumed, so an interrupted comparison
 continues and a finished one is only re-tabulated. ``jobs`` trains that many at a time
-(:mod:`hamixer.experiments.jobs`).
+(None: as many as the cores or GPUs allow, :func:`.jobs.parallelism`).
 
 With ``n_iters`` the comparison is the n_iter study (the official code's ``_ni2/_ni3``
 models): each model is trained with each block applied n times, for every n, in
@@ -46,7 +46,7 @@ class Variant:
 
 def run_compare(base: TrainConfig, models: Sequence[str], seeds: Sequence[int], out: Path,
                 log: Callable[[str], None] = print, symmetry: bool = True,
-                command: str | None = None, jobs: int = 1,
+                command: str | None = None, jobs: int | None = None,
                 n_iters: Sequence[int] | None = None, launcher: Launcher | None = None
                 ) -> dict[str, Any] | None:
     """Train each of ``models`` (at each of ``n_iters``, if given) for each of ``seeds``;

@@ -6,7 +6,10 @@ executor: this process and its worker pool (below), or a :class:`Launcher` (a Sl
 or submitit's local executor, :mod:`hamixer.experiments.cluster`), which may only submit them.
 With one job at a time the runs train in this process, one after the other. With
 N, N worker processes train side by side: the CPU threads are split between them, and on a
-machine with several GPUs each worker gets one. Every run resumes from its directory, so a
+machine with several GPUs each worker gets one. By default (``n_jobs=None``, ``--jobs
+auto``) :func:`parallelism` chooses: on the CPU as many workers as there are cores for,
+one thread each at least, because one process's threads that wait for each other while
+another process holds a core stall the whole run. Every run resumes from its directory, so a
 killed plan continues where each run stopped and a finished run is only read back.
 
 While workers train, one progress line per worker shows its run, epoch and last test
@@ -30,7 +33,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -70,13 +73,61 @@ class Launcher(Protocol):
         ...
 
 
-def run_jobs(jobs: Sequence[Job], n_jobs: int = 1, log: Callable[[str], None] = print,
+@dataclass(frozen=True)
+class Parallelism:
+    """How a plan trains: ``workers`` runs at a time with ``threads`` CPU threads each."""
+
+    workers: int
+    threads: int
+
+    def describe(self, runs: int, cores: int, gpus: int = 0) -> str:
+        """The plan's line: ``4 runs, 2 at a time × 1 thread (2 usable cores)``."""
+        where = f"{_count(gpus, 'GPU')}, " if gpus else ""
+        return (f"{_count(runs, 'run')}, {self.workers} at a time × "
+                f"{_count(self.threads, 'thread')} ({where}{_count(cores, 'usable core')})")
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}{'s' if n != 1 else ''}"
+
+
+def parallelism(cores: int, runs: int, jobs: int | None = None, threads: int | None = None,
+                gpus: int = 0) -> Parallelism:
+    """Workers and threads per worker for a plan of ``runs`` trainings on ``cores`` usable
+    cores (:func:`hamixer.device.usable_cores`) and ``gpus`` GPUs; ``jobs`` and ``threads``
+    are the user's ``--jobs``/``--threads`` (None: choose), which always win.
+
+    Chosen: one worker per GPU, or on the CPU as many workers as the cores allow at the
+    threads asked for (one each by default), never more than the runs; the threads are the
+    cores split evenly between the workers, so together they never ask for more cores than
+    this process may use. The choice depends on the plan's size, not on how many of its
+    runs are finished, so that a resumed run trains with the threads it started with."""
+    if cores < 1 or runs < 0:
+        raise ValueError(f"cores {cores} and runs {runs} must be >= 1 and >= 0")
+    if jobs is not None and jobs < 1:
+        raise HamixerError(f"--jobs must be >= 1, got {jobs}")
+    if threads is not None and threads < 1:
+        raise HamixerError(f"--threads must be >= 1, got {threads}")
+    runs = max(1, runs)
+    if jobs is not None:
+        workers = min(jobs, runs)
+    elif gpus:
+        workers = min(gpus, runs)
+    else:
+        workers = min(runs, max(1, cores // (threads or 1)))
+    return Parallelism(workers, threads or max(1, cores // workers))
+
+
+def run_jobs(jobs: Sequence[Job], n_jobs: int | None = None, log: Callable[[str], None] = print,
              progress: bool = True, launcher: Launcher | None = None
              ) -> list[dict[str, Any]] | None:
     """Train every job (resuming each from its run directory); return the summaries in plan
-    order, or None when ``launcher`` only submitted the unfinished ones. Raises
-    :class:`HamixerError` naming the runs that failed, after the others end."""
-    if n_jobs < 1:
+    order, or None when ``launcher`` only submitted the unfinished ones. ``n_jobs`` runs
+    train at a time (None: :func:`parallelism` chooses). Raises :class:`HamixerError` naming
+    the runs that failed, after the others end."""
+    from ..device import usable_cores
+
+    if n_jobs is not None and n_jobs < 1:
         raise HamixerError(f"--jobs must be >= 1, got {n_jobs}")
     done = {k: s for k, job in enumerate(jobs) if (s := finished_summary(job.cfg)) is not None}
     for k, summary in done.items():
@@ -88,28 +139,42 @@ def run_jobs(jobs: Sequence[Job], n_jobs: int = 1, log: Callable[[str], None] = 
         if ran is None:
             return None
         trained = dict(zip(todo, ran, strict=True))
-    elif n_jobs == 1 or len(todo) <= 1:
-        trained = {k: _train_here(k + 1, jobs[k], len(jobs), log) for k in todo}
+    elif todo:
+        cores, gpus = usable_cores(), _cuda_devices(jobs)
+        # the user's --threads is the same in every run of a plan
+        par = parallelism(cores, len(jobs), n_jobs, jobs[0].cfg.threads, gpus)
+        log(par.describe(len(jobs), cores, gpus))
+        with_threads = [replace(jobs[k], cfg=replace(
+            jobs[k].cfg, threads=jobs[k].cfg.threads or par.threads)) for k in todo]
+        if par.workers == 1 or len(todo) == 1:
+            trained = {k: _train_here(k + 1, job, len(jobs), log)
+                       for k, job in zip(todo, with_threads, strict=True)}
+        else:
+            ran = _Pool(with_threads, par.workers, log, progress, numbers=[k + 1 for k in todo],
+                        plan_size=len(jobs), threads=par.threads).run()
+            trained = dict(zip(todo, ran, strict=True))
     else:
-        trained = _Pool([jobs[k] for k in todo], n_jobs, log, progress,
-                        numbers=[k + 1 for k in todo], plan_size=len(jobs)).run()
-        trained = dict(zip(todo, trained, strict=True))
+        trained = {}
     return [done[k] if k in done else trained[k] for k in range(len(jobs))]
 
 
 def check_plan_data(cfgs: Sequence[TrainConfig]) -> None:
     """Check that the data fits each run of a plan (:func:`hamixer.train.setup.check_data`)
-    before any run directory exists: a bad data set is one line, not a failure per run. Runs
-    that read the same data with the same head are checked once."""
-    from ..train.setup import check_data
+    and that its model builds for it (:func:`~hamixer.train.setup.check_model`) before any
+    run directory exists: a bad data set or model argument is one line, not a failure per
+    run in its worker. Runs that read the same data with the same head are checked once."""
+    from ..train.setup import check_data, check_model
 
-    seen = set()
+    inputs: dict[tuple[Any, ...], tuple[int, int, int]] = {}
+    models = set()
     for cfg in cfgs:
         key = (cfg.dataset, cfg.data_dir, cfg.img_size, json.dumps(cfg.model_kwargs,
                                                                    sort_keys=True, default=str))
-        if key not in seen:
-            seen.add(key)
-            check_data(cfg)
+        if key not in inputs:
+            inputs[key] = check_data(cfg)
+        if (cfg.model, cfg.drop_path, key) not in models:
+            models.add((cfg.model, cfg.drop_path, key))
+            check_model(cfg, *inputs[key])
 
 
 def finished_summary(cfg: TrainConfig) -> dict[str, Any] | None:
@@ -167,7 +232,7 @@ class _Pool:
 
     def __init__(self, jobs: Sequence[Job], n_jobs: int, log: Callable[[str], None],
                  progress: bool, numbers: Sequence[int] | None = None,
-                 plan_size: int | None = None) -> None:
+                 plan_size: int | None = None, threads: int | None = None) -> None:
         self.jobs, self.n_jobs, self.log, self.show = list(jobs), n_jobs, log, progress
         # each job is named by its place in the whole plan, finished runs included
         self.numbers = list(numbers or range(1, len(self.jobs) + 1))
@@ -176,8 +241,9 @@ class _Pool:
         self.gpus = _cuda_devices(self.jobs)
         from ..device import usable_cores
 
-        cores = usable_cores()  # never more threads than this process may run on
-        self.threads = max(1, cores // n_jobs)
+        # each worker's threads, unless its run sets them: never more than this process's
+        # cores split between the workers
+        self.threads = threads or max(1, usable_cores() // n_jobs)
         self.summaries: list[dict[str, Any] | None] = [None] * len(self.jobs)
         self.failed: list[str] = []  # user errors (exit 2)
         self.crashed: list[str] = []  # anything else: a traceback in job.log

@@ -146,7 +146,7 @@ def final_breaking_ratio(run_dir: str | os.PathLike) -> float:
 
 
 def run_sweep(base: TrainConfig, plan: SweepPlan, out: Path, symmetry: bool = True,
-              command: str | None = None, jobs: int = 1, size: str | None = None,
+              command: str | None = None, jobs: int | None = None, size: str | None = None,
               log: Callable[[str], None] = print, launcher: Launcher | None = None,
               family: str = "mixer") -> dict[str, Any] | None:
     """Train the sweep; write ``sweep.json``, ``sweep.md`` (with the ends against their

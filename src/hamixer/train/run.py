@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ..device import usable_cores
 from ..errors import ConfigError, HamixerError
 from .config import TrainConfig
 from .distributed import DistContext, init_distributed, shutdown_distributed
@@ -43,8 +44,9 @@ def run_training(cfg: TrainConfig, hooks: Sequence[EpochHook] = (),
     Writes into ``cfg.out``: ``config.yaml``, ``metrics.jsonl`` (one row per epoch),
     ``last.*`` and ``best.*`` checkpoints and ``summary.json``. Under ``torchrun`` (several
     processes) it trains data-parallel; only rank 0 writes and logs. ``cfg.threads`` holds
-    for the run only: the process's thread count is restored at the end. ``on_epoch`` gets
-    each epoch's row once it is saved.
+    for the run only: the process's thread count is restored at the end; by default torch's,
+    but never more than the cores this process may use (:func:`hamixer.device.usable_cores`).
+    ``on_epoch`` gets each epoch's row once it is saved.
     """
     cfg.validate()
     if not cfg.out:
@@ -61,6 +63,8 @@ def run_training(cfg: TrainConfig, hooks: Sequence[EpochHook] = (),
             log = lambda s: None  # noqa: E731
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        elif threads > usable_cores():  # torch counts the machine's cores, not this share
+            torch.set_num_threads(usable_cores())
         return _run(cfg, hooks, log, ctx, rank_device, on_epoch)
     finally:
         torch.set_num_threads(threads)

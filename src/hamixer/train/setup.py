@@ -120,10 +120,30 @@ def check_head(cfg: TrainConfig, train: Any, test: Any) -> None:
                           "num_classes out")
 
 
-def check_data(cfg: TrainConfig) -> None:
+def check_data(cfg: TrainConfig) -> tuple[int, int, int]:
     """Load ``cfg``'s data and check it fits the run (:func:`load_data`) without building
-    anything: a plan of runs is checked once before any run directory exists."""
-    load_data(cfg, model_img_size(cfg))
+    anything: a plan of runs is checked once before any run directory exists. Returns what
+    the model is built for: classes, input channels and image size."""
+    img_size = model_img_size(cfg)
+    _, train, _ = load_data(cfg, img_size)
+    return len(train.classes), int(train.images.shape[-1]), img_size
+
+
+def check_model(cfg: TrainConfig, num_classes: int, in_chans: int, img_size: int) -> None:
+    """Build ``cfg``'s model for that input on the meta device (no memory, no weights), so
+    that an impossible model argument (``n_iter=0``) is refused before any run directory of a
+    plan exists, as :func:`build_parts` refuses it for a single run."""
+    from ..errors import HamixerError
+    from ..models import create_model
+
+    kwargs = model_kwargs_for(cfg, num_classes, in_chans, img_size)
+    try:
+        with torch.device("meta"):
+            create_model(cfg.model, **kwargs)
+    except HamixerError:
+        raise
+    except Exception:  # noqa: BLE001 - a constructor that needs real tensors: the run
+        pass  # builds it for real and reports what goes wrong there
 
 
 def make_criterion(cfg: TrainConfig) -> nn.Module:
