@@ -19,7 +19,9 @@ answers() {  # the controller answers and this node takes jobs
     timeout 10 sinfo -h -p "$PARTITION" -o "%t" 2>/dev/null | grep -qE "^(idle|mix|alloc)"
 }
 
-if [ -f "$CONF" ] && grep -q "$MARK" "$CONF" && answers; then
+# every core of the machine (nproc alone obeys OMP_NUM_THREADS, which the tests set to 1)
+CPUS=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
+if [ -f "$CONF" ] && grep -q "$MARK" "$CONF" && grep -q " CPUs=$CPUS " "$CONF" && answers; then
     echo "$PARTITION"; exit 0
 fi
 [ "$(id -u)" = 0 ] || fail "a local Slurm needs root to start (slurmctld, slurmd, munged)"
@@ -48,7 +50,6 @@ if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
 fi
 
 HOST=$(hostname -s)
-CPUS=$(nproc)
 MEM_MB=$(awk '/MemTotal/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)
 mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm
 cat >"$CONF" <<EOF
