@@ -80,9 +80,10 @@ def write_args(args: argparse.Namespace, out: str) -> None:
     import yaml
 
     from ..io import write_text
+    from ..runs import ARGS
 
     given = {k: v for k, v in vars(args).items() if k not in ("func", "command_parser")}
-    write_text(Path(out) / "args.yaml", yaml.safe_dump(given, sort_keys=False))
+    write_text(Path(out) / ARGS, yaml.safe_dump(given, sort_keys=False))
 
 
 def plot_run_curves(out: str, model: str) -> str:

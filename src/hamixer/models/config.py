@@ -261,9 +261,10 @@ class FormerConfig(PatchConfig):
     AsymFormer ``"asymmetric", "asymmetric"``; the fields of every model are
     :class:`PatchConfig`'s. A ``breaking_init`` of ``"zero"`` starts AsymFormer as SymFormer
     at the same seed, ``"free"`` as ParaFormer (``Ṽ = W_V − W_K``, ``Õ = W_O − W_Qᵀ``,
-    ``K̃ = −W_Kᵀ``, ``W̃ = W2 − W1ᵀ``). ``init="symmetric"`` ties the model's own free layers
-    (``W_K = W_Q``, ``W_V^h = W_K^h``, ``W_O^h = W_Q^hᵀ``, ``W2 = W1ᵀ``): AsymFormer has none,
-    so a zero or free start is its reference's default start.
+    ``K̃ = −W_Kᵀ``, ``W̃ = W2 − W1ᵀ``). ``init="symmetric"`` ties the free layers the model
+    is built with (``W_K = W_Q``, ``W_V^h = W_K^h``, ``W_O^h = W_Q^hᵀ``, ``W2 = W1ᵀ``): with
+    a free start, ParaFormer's, so AsymFormer starts at ParaFormer's tied start (as AsymMixer
+    at ParaMixer's); AsymFormer's own layers and SymFormer's have none to tie.
 
     Attributes:
         num_heads: attention heads H (head dimension ``D / H``).

@@ -60,18 +60,31 @@ def check_energy_config(block: nn.Module, pseudo: bool = False) -> None:
     if not getattr(block, "parallel", False):
         raise ConfigError(f"{type(block).__name__} has no energy: only parallel Mixer blocks "
                           "(one norm, both MLPs on the same input) are a Hopfield update")
-    for label, mlp in (("token", block.token_mlp), ("channel", block.channel_mlp)):
-        check_mlp_energy(label, mlp, pseudo)
-    check_norm_energy(block.norm, pseudo)
+    for label in ("token", "channel"):
+        check_mlp_energy(label, submodule(block, f"{label}_mlp"), pseudo)
+    check_norm_energy(submodule(block, "norm"), pseudo)
 
 
-def check_mlp_energy(label: str, mlp: MixingMLP, pseudo: bool) -> None:
+def submodule(block: nn.Module, name: str) -> nn.Module:
+    """``block.<name>``, a submodule the energy reads (:class:`ConfigError` if ``block``
+    has none of that name)."""
+    part = getattr(block, name, None)
+    if not isinstance(part, nn.Module):
+        raise ConfigError(f"{type(block).__name__} has no submodule {name!r}, which its "
+                          "energy reads")
+    return part
+
+
+def check_mlp_energy(label: str, mlp: nn.Module, pseudo: bool) -> None:
     """Raise :class:`ConfigError` unless ``mlp`` (named ``label`` in the message) is the
     gradient of a Hopfield energy (tied, exact GELU), or with ``pseudo`` has a pseudo-energy."""
-    act = mlp.act
+    act = getattr(mlp, "act", None)
     if not isinstance(act, nn.GELU) or act.approximate != "none":
         raise ConfigError(f"the {label} MLP's activation is {act!r}; the energy needs the "
                           "exact erf GELU (nn.GELU()), whose Lagrangian is Φ")
+    if not isinstance(mlp, MixingMLP):  # the energy reads w1, b1, b2 and hidden()
+        raise ConfigError(f"the {label} MLP is {type(mlp).__name__}, not one of hamixer's "
+                          "mixing MLPs (hamixer.models.mlp): it has no energy")
     if not pseudo and not _is_tied(mlp):
         raise ConfigError(f"the {label} MLP is {type(mlp).__name__}: only tied "
                           "(SymmetricMLP) weights have an exact energy; pass pseudo=True "
@@ -81,30 +94,36 @@ def check_mlp_energy(label: str, mlp: MixingMLP, pseudo: bool) -> None:
 def check_norm_energy(norm: nn.Module, pseudo: bool) -> None:
     """Raise :class:`ConfigError` unless ``norm`` is the gradient of a Lagrangian (a joint
     or per-token LayerNorm with a scalar or no gain), or with ``pseudo`` any of the two."""
-    if isinstance(norm, (JointLayerNorm, TokenLayerNorm)):
-        if norm.affine == "elementwise" and not pseudo:
-            raise ConfigError("the LayerNorm has an elementwise gain, which is not the "
-                              "gradient of a Lagrangian; use norm_affine='scalar' or 'none', "
-                              "or pass pseudo=True")
-    else:
+    if _energy_norm(norm).affine == "elementwise" and not pseudo:
+        raise ConfigError("the LayerNorm has an elementwise gain, which is not the "
+                          "gradient of a Lagrangian; use norm_affine='scalar' or 'none', "
+                          "or pass pseudo=True")
+
+
+def _energy_norm(norm: nn.Module) -> JointLayerNorm | TokenLayerNorm:
+    """``norm`` as one of the LayerNorms the energy has a Lagrangian of."""
+    if not isinstance(norm, (JointLayerNorm, TokenLayerNorm)):
         raise ConfigError(f"unsupported norm {type(norm).__name__} for the energy")
+    return norm
+
+
+def block_norm(block: nn.Module) -> JointLayerNorm | TokenLayerNorm:
+    """``block.norm``, the visible layer's LayerNorm (:class:`ConfigError` if it has none
+    the energy knows)."""
+    return _energy_norm(submodule(block, "norm"))
 
 
 def visible_lagrangian(block: nn.Module) -> LayerNormLagrangian:
     """The Lagrangian ``L_v`` whose gradient is ``block.norm`` (scalar-gain version)."""
-    norm = block.norm
-    if isinstance(norm, JointLayerNorm):
-        axes: tuple[int, ...] = (-2, -1)
-        affine = norm.affine
-    else:
-        axes = (-1,)
-        affine = norm.affine
-    if affine == "none":
+    norm = block_norm(block)
+    axes: tuple[int, ...] = (-2, -1) if isinstance(norm, JointLayerNorm) else (-1,)
+    gain = norm.weight
+    if gain is None:  # affine="none"
         return LayerNormLagrangian(axes, 1.0, None, norm.eps)
-    if affine == "scalar":
-        return LayerNormLagrangian(axes, norm.weight, norm.bias, norm.eps)
+    if norm.affine == "scalar":
+        return LayerNormLagrangian(axes, gain, norm.bias, norm.eps)
     # Elementwise gain (pseudo-energy only): a scalar stand-in, see the module docstring.
-    return LayerNormLagrangian(axes, norm.weight.detach().mean(), norm.bias, norm.eps)
+    return LayerNormLagrangian(axes, gain.detach().mean(), norm.bias, norm.eps)
 
 
 def mlp_energy(mlp: MixingMLP, g: Tensor) -> Tensor:
@@ -125,7 +144,7 @@ def interaction_energy(block: ParallelMixerBlock, g: Tensor, pseudo: bool = Fals
 def legendre_energy(block: nn.Module, x: Tensor, g: Tensor | None = None) -> Tensor:
     """``x·g − L_v(x)`` of the visible layer, ``[B]`` (≈ −N·γ·ε/σ: zero up to ε)."""
     lag = visible_lagrangian(block)
-    g = block.norm(x) if g is None else g
+    g = block_norm(block)(x) if g is None else g
     return (x * g).flatten(1).sum(-1) - lag.value(x, 2)
 
 
@@ -168,13 +187,13 @@ def block_as_ham(block: ParallelMixerBlock) -> HAM:
     check_energy_config(block, pseudo=False)
     tok, ch = block.token_mlp, block.channel_mlp
     s, c = block.seq_len, block.dim
-    vis_bias = None
-    if tok.b2 is not None or ch.b2 is not None:
-        vis_bias = 0.0
-        if tok.b2 is not None:
-            vis_bias = vis_bias + tok.b2.unsqueeze(-1).expand(s, c)
-        if ch.b2 is not None:
-            vis_bias = vis_bias + ch.b2.expand(s, c)
+    # the visible field b2_s + b2_c, views of the biases (Neurons keeps them as they are)
+    vis_bias: Tensor | None = None
+    if tok.b2 is not None:
+        vis_bias = tok.b2.unsqueeze(-1).expand(s, c)
+    if ch.b2 is not None:
+        channel_field = ch.b2.expand(s, c)
+        vis_bias = channel_field if vis_bias is None else vis_bias + channel_field
     neurons = {
         "visible": Neurons((s, c), visible_lagrangian(block), vis_bias),
         "token": Neurons((tok.hidden_features, c), GELULagrangian(),

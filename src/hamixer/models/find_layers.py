@@ -72,16 +72,16 @@ class FoundMLP:
     def w1(self) -> Tensor:
         """``W1`` [hidden, in]."""
         if self.kind == "hamixer":
-            return self.module.w1
-        weight = self.input_layer.weight
+            return _tensor(self.module, "w1")
+        weight = _present(self.input_layer, "input_layer").weight
         return weight if self.value_rows is None else weight[self.value_rows]
 
     @property
     def w2(self) -> Tensor:
         """``W2`` [in, hidden] (for hamixer MLPs the effective output matrix)."""
         if self.kind == "hamixer":
-            return self.module.w2
-        return self.output_layer.weight
+            return _tensor(self.module, "w2")
+        return _present(self.output_layer, "output_layer").weight
 
     @property
     def free(self) -> bool:
@@ -111,12 +111,12 @@ class FoundAttention:
 
     @property
     def proj(self) -> nn.Linear:
-        return self.module.proj
+        return _linear(self.module, "proj")
 
     @property
     def out_weight(self) -> Tensor:
         """``W_O`` of all heads, [D_out, H·head_dim] (``proj``'s weight)."""
-        return self.module.out_weight if self.kind == "hamixer" else self.module.proj.weight
+        return _tensor(self.module, "out_weight") if self.kind == "hamixer" else self.proj.weight
 
     @property
     def free(self) -> bool:
@@ -134,26 +134,34 @@ class FoundAttention:
         of a fused ``qkv`` weight, or the three separate weights (writing to them writes
         the layer's weights, unless they are a hamixer attention's derived maps)."""
         if self.kind == "hamixer":
-            return self.module.query_weight, self.module.key_weight, self.module.value_weight
+            query, key, value = (_tensor(self.module, n)
+                                 for n in ("query_weight", "key_weight", "value_weight"))
+            return query, key, value
         if self.fused:
-            return self.module.qkv.weight.chunk(3)
-        return self.module.q_proj.weight, self.module.k_proj.weight, self.module.v_proj.weight
+            query, key, value = _linear(self.module, "qkv").weight.chunk(3)
+            return query, key, value
+        query, key, value = (_linear(self.module, n).weight
+                             for n in ("q_proj", "k_proj", "v_proj"))
+        return query, key, value
 
     def query_key_bias(self) -> tuple[Tensor | None, Tensor | None]:
         """The query and key biases of the projections (``None`` where a layer has none)."""
         if self.kind == "hamixer":
             return None, None
         if self.fused:
-            bias = self.module.qkv.bias
-            return (None, None) if bias is None else bias.chunk(3)[:2]
-        return self.module.q_proj.bias, self.module.k_proj.bias
+            bias = _linear(self.module, "qkv").bias
+            if bias is None:
+                return None, None
+            query, key, _ = bias.chunk(3)
+            return query, key
+        return _linear(self.module, "q_proj").bias, _linear(self.module, "k_proj").bias
 
     @property
     def qkv_weight(self) -> Tensor:
         """The three projections stacked as one fused ``qkv`` weight [3·H·head_dim, D] (the
         layer's own weight when fused, a copy when separate)."""
         if self.kind != "hamixer" and self.fused:
-            return self.module.qkv.weight
+            return _linear(self.module, "qkv").weight
         return torch.cat(self.query_key_value())
 
     def heads(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -203,8 +211,8 @@ def _find(model: nn.Module) -> Iterator[FoundMLP | FoundAttention]:
     for path, module, kind in matched:
         block, part = blocks[path]
         if kind in ("attention", "hamixer-attention"):
-            yield FoundAttention(path, block, part, module, int(module.num_heads),
-                                 int(module.head_dim),
+            yield FoundAttention(path, block, part, module, _int(module, "num_heads"),
+                                 _int(module, "head_dim"),
                                  "hamixer" if kind == "hamixer-attention" else "linear")
         else:
             yield _found_mlp(path, block, part, module, kind)
@@ -227,22 +235,22 @@ def _mlp_kind(module: nn.Module) -> str | None:
 
 def _found_mlp(path: str, block: int | None, part: str, module: nn.Module,
                kind: str) -> FoundMLP:
-    fc2 = getattr(module, "fc2", None)
     if kind == "hamixer":
         # free only when w1/w2 are the fc1/fc2 weights themselves (FreeMLP, InvertibleMLP)
-        fc1 = getattr(module, "fc1", None)
-        free = (isinstance(fc1, nn.Linear) and isinstance(fc2, nn.Linear)
-                and module.w1 is fc1.weight and module.w2 is fc2.weight)
-        return FoundMLP(path, block, part, module, kind, fc1 if free else None,
-                        fc2 if free else None)
+        fc1, fc2 = getattr(module, "fc1", None), getattr(module, "fc2", None)
+        if (isinstance(fc1, nn.Linear) and isinstance(fc2, nn.Linear)
+                and module.w1 is fc1.weight and module.w2 is fc2.weight):
+            return FoundMLP(path, block, part, module, kind, fc1, fc2)
+        return FoundMLP(path, block, part, module, kind, None, None)
+    fc2 = _linear(module, "fc2")
     if kind == "split-gated":
-        return FoundMLP(path, block, part, module, "gated", module.fc1_x, fc2)
+        return FoundMLP(path, block, part, module, "gated", _linear(module, "fc1_x"), fc2)
     if kind == "gated":
         half = fc2.in_features
         value_first = bool(getattr(module, "gate_last", True))
         rows = slice(0, half) if value_first else slice(half, 2 * half)
-        return FoundMLP(path, block, part, module, kind, module.fc1, fc2, rows)
-    return FoundMLP(path, block, part, module, kind, module.fc1, fc2)
+        return FoundMLP(path, block, part, module, kind, _linear(module, "fc1"), fc2, rows)
+    return FoundMLP(path, block, part, module, kind, _linear(module, "fc1"), fc2)
 
 
 def _attention_kind(module: nn.Module) -> str | None:
@@ -264,13 +272,43 @@ def _is_attention(module: nn.Module) -> bool:
     if isinstance(qkv, nn.Linear):
         return qkv.out_features == 3 * heads * head_dim
     separate = [getattr(module, n, None) for n in ("q_proj", "k_proj", "v_proj")]
-    return (all(isinstance(p, nn.Linear) for p in separate)
-            and {(p.in_features, p.out_features) for p in separate}
-            == {(separate[0].in_features, heads * head_dim)})
+    linears = [p for p in separate if isinstance(p, nn.Linear)]
+    return (len(linears) == len(separate)
+            and {(p.in_features, p.out_features) for p in linears}
+            == {(linears[0].in_features, heads * head_dim)})
 
 
 def _is_tensor(x: object) -> bool:
     return isinstance(x, Tensor) and x.dim() == 2
+
+
+# Typed reads of the attributes the discovery above recognised a layer by: an attribute of
+# another type is a layer that changed after it was found, a bug, not a user error.
+def _tensor(module: nn.Module, name: str) -> Tensor:
+    value = getattr(module, name)
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{type(module).__name__}.{name} is not a tensor")
+    return value
+
+
+def _linear(module: nn.Module, name: str) -> nn.Linear:
+    value = getattr(module, name)
+    if not isinstance(value, nn.Linear):
+        raise TypeError(f"{type(module).__name__}.{name} is not an nn.Linear")
+    return value
+
+
+def _int(module: nn.Module, name: str) -> int:
+    value = getattr(module, name)
+    if not isinstance(value, int):
+        raise TypeError(f"{type(module).__name__}.{name} is not an int")
+    return value
+
+
+def _present(layer: nn.Linear | None, name: str) -> nn.Linear:
+    if layer is None:
+        raise TypeError(f"a found MLP without {name} has no free weight to read")
+    return layer
 
 
 # ------------------------------------------------------------------------------- naming

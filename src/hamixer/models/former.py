@@ -115,10 +115,12 @@ class HamFormer(PatchBackbone):
         self.norm = make_norm(config.norm, self.seq_len, embed_dim, "elementwise")
         self._add_head()
         self.init_weights()
-        if config.starts_from_reference():
-            self._break_symmetry_()  # the reference's default start: AsymFormer ties nothing
-        elif config.init == "symmetric":
+        if config.init == "symmetric":
+            # before a zero or free start's conversion: the reference's tied start (as
+            # AsymMixer takes ParaMixer's), where AsymFormer's own layers have nothing to tie
             self.symmetrize_()
+        if config.starts_from_reference():
+            self._break_symmetry_()
 
     # ----------------------------------------------------------------- initialisation
     @torch.no_grad()

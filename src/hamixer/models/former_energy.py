@@ -22,12 +22,12 @@ breaking matrices are zero; along the block's actual dynamics it need not decrea
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from ..ham.attention import AttentionSynapse
+from ..ham.attention import AttentionSynapse, MultiHeadScores
 from ..ham.core import HAM, ChannelSynapse, Neurons
 from ..ham.lagrangians import GELULagrangian
 from .attention import EnergyAttention
@@ -36,6 +36,7 @@ from .energy import (
     check_norm_energy,
     legendre_energy,
     mlp_energy,
+    submodule,
     visible_lagrangian,
 )
 
@@ -52,11 +53,11 @@ def check_former_energy(block: nn.Module, pseudo: bool = False) -> None:
         raise ConfigError(f"the attention is {type(block.attn).__name__}: only energy "
                           "attention (tied value–output map and key term) has an exact "
                           "energy; pass pseudo=True for the pseudo-energy")
-    check_mlp_energy("channel", block.mlp, pseudo)
-    check_norm_energy(block.norm, pseudo)
+    check_mlp_energy("channel", submodule(block, "mlp"), pseudo)
+    check_norm_energy(submodule(block, "norm"), pseudo)
 
 
-def attention_energy(attn: nn.Module, g: Tensor) -> Tensor:
+def attention_energy(attn: MultiHeadScores, g: Tensor) -> Tensor:
     """``−(1/β) Σ_h Σ_C log Σ_B exp(β K_hBᵀ Q_hC)`` with ``attn``'s queries and keys, ``[B]``
     (the energy of energy attention, the pseudo-energy of the others)."""
     return attn.attention_energy(g)
@@ -88,7 +89,7 @@ def former_block_as_ham(block: ParallelFormerBlock) -> HAM:
     Lagrangian) joined by the Hopfield MLP's channel synapse ``ξ``. At the memories' fixed
     point (:meth:`HAM.equilibrium_hidden`) its energy is :func:`former_block_energy`."""
     check_former_energy(block, pseudo=False)
-    attn: EnergyAttention = block.attn
+    attn = cast(EnergyAttention, block.attn)  # what check_former_energy(pseudo=False) checked
     neurons = {
         "visible": Neurons((block.seq_len, block.dim), visible_lagrangian(block)),
         "memories": Neurons((block.seq_len, block.mlp.hidden_features), GELULagrangian()),

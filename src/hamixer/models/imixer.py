@@ -142,9 +142,11 @@ class InvertibleMLP(LinearPairWeights, MixingMLP):
             y = y_next
         return torch.stack(norms)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
+        """``W2 · act((I − F)⁻¹ (W1 · x + b1)) + b2`` (plus ``residual`` if given)."""
         y = self.solve(self.hidden(x))
-        return self.drop(apply_linear(self.drop(self.act(y)), self.w2, self.b2, self.axis))
+        out = self.drop(apply_linear(self.drop(self.act(y)), self.w2, self.b2, self.axis))
+        return out if residual is None else residual + out
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, fixed_point_iters={self.fixed_point_iters}"

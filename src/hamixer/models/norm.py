@@ -55,6 +55,9 @@ class JointLayerNorm(nn.Module):
             ``"none"``.
     """
 
+    weight: nn.Parameter | None  # None when affine="none"
+    bias: nn.Parameter | None
+
     def __init__(self, num_tokens: int, dim: int, eps: float = 1e-6, affine: str = "elementwise"):
         super().__init__()
         if affine not in NORM_AFFINE:
@@ -77,8 +80,8 @@ class JointLayerNorm(nn.Module):
         return (self.num_tokens, self.dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        weight = self.weight
-        if self.affine == "scalar":
+        weight: Tensor | None = self.weight
+        if self.affine == "scalar" and weight is not None:
             # The scalar gain broadcast (stride 0) as an elementwise one: a single fused
             # layer_norm pass forward and backward instead of layer_norm + addcmul.
             weight = weight.expand(self.normalized_shape)

@@ -31,6 +31,10 @@ class SpectralNorm(nn.Module):
         eps: floor of the norms in the power iteration.
     """
 
+    #: the power iteration's left and right singular vector estimates (buffers)
+    u: Tensor
+    v: Tensor
+
     def __init__(self, out_features: int, in_features: int, coeff: float = 0.9,
                  n_power: int = 8, eps: float = 1e-12) -> None:
         super().__init__()

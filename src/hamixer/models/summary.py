@@ -52,9 +52,19 @@ def count_macs(model: nn.Module, input_size: tuple[int, ...]) -> int:
 
 def summarize(name: str, model: nn.Module) -> ModelSummary:
     """Count a built model (any device, meta included)."""
-    input_size = tuple(model.pretrained_cfg["input_size"])
+    input_size = _input_size(model)
     return ModelSummary(name, count_params(model), count_macs(model, input_size) / 1e9,
                         input_size)
+
+
+def _input_size(model: nn.Module) -> tuple[int, int, int]:
+    """The input size (C, H, W) of a registered model, from its timm ``pretrained_cfg``."""
+    cfg = getattr(model, "pretrained_cfg", None)
+    if not isinstance(cfg, dict):
+        raise TypeError(f"{type(model).__name__} has no timm pretrained_cfg (a dict) to "
+                        "read its input size from")
+    channels, height, width = cfg["input_size"]
+    return channels, height, width
 
 
 def summarize_by_name(name: str) -> ModelSummary:
@@ -73,7 +83,7 @@ def summarize_by_name(name: str) -> ModelSummary:
             model = create_model(name)
     if blocks == 1 or not isinstance(model, (HamMixer, HamFormer)):
         return summarize(name, model)
-    input_size = tuple(model.pretrained_cfg["input_size"])
+    input_size = _input_size(model)
     macs = count_macs_by_module(model, input_size)  # one pass: the whole and its one block
     block_macs = macs[f"{type(model).__name__}.blocks.0"]  # all n_iter applications
     params = count_params(model) + (blocks - 1) * count_params(model.blocks[0])

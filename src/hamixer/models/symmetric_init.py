@@ -48,7 +48,8 @@ def tie_symmetric(model: nn.Module) -> dict[str, list[str]]:
     """
     tied: dict[str, list[str]] = {"mlp": [], "attention": [], "value_output": []}
     for layer in find_layers(model):
-        if isinstance(layer, FoundMLP) and layer.free:
+        # (a free MLP has its output layer: the second test only tells the type checker)
+        if isinstance(layer, FoundMLP) and layer.free and layer.output_layer is not None:
             layer.output_layer.weight.copy_(layer.w1.t())
             tied["mlp"].append(layer.path)
         elif isinstance(layer, FoundAttention) and layer.free:

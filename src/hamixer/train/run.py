@@ -19,11 +19,11 @@ import torch
 
 from ..device import usable_cores
 from ..errors import ConfigError, HamixerError
+from ..runs import INIT_METRICS
 from .config import TrainConfig
 from .distributed import DistContext, init_distributed, shutdown_distributed
 from .setup import build_parts
 from .trainer import (
-    INIT_METRICS,
     RESUMABLE_CHANGES,
     EpochHook,
     EpochSink,
@@ -102,16 +102,16 @@ def check_out_dir(out: Path, resume: bool) -> None:
     """Refuse an output folder whose run would be overwritten: another command's run, a
     training run unless resuming it, or one without the checkpoint a resume continues from
     (``last.json``); a new or empty folder starts a run."""
-    from ..runs import refuse_existing_run, run_records
+    from ..runs import LAST_CHECKPOINT, refuse_existing_run, run_records
 
     found = run_records(out)
     training = found.pop("training run", [])
     if found:
         refuse_existing_run(out)
-    if training and "last.json" not in training:
+    if training and LAST_CHECKPOINT not in training:
         raise HamixerError(f"{out} already holds a run ({', '.join(training)}) without the "
-                           "checkpoint where its training stopped (last.json), so it cannot "
-                           "be resumed; choose another --out")
+                           f"checkpoint where its training stopped ({LAST_CHECKPOINT}), so it "
+                           "cannot be resumed; choose another --out")
     if training and not resume:
         raise HamixerError(f"{out} already holds a run ({', '.join(training)}); pass --resume "
                            "to continue it or choose another --out")

@@ -27,7 +27,7 @@ from ..device import autocast
 from ..errors import HamixerError, Interrupted
 from ..io import as_read_back, write_json
 from ..provenance import versions
-from ..runs import read_metrics, write_metrics
+from ..runs import CONFIG, INIT_METRICS, LAST_CHECKPOINT, SUMMARY, read_metrics, write_metrics
 from .checkpoint import (
     load_checkpoint,
     load_weights,
@@ -46,9 +46,6 @@ from .setup import TrainingParts, epoch_seed, peak_memory_mb, seed_everything, t
 EpochHook = Callable[[nn.Module, int], "dict[str, Any] | None"]
 #: Receives every finished epoch's ``metrics.jsonl`` row on rank 0 (an experiment tracker).
 EpochSink = Callable[["dict[str, Any]"], None]
-#: What the hooks return for the untrained model (epoch 0), kept out of metrics.jsonl whose
-#: rows are all trained epochs.
-INIT_METRICS = "init_metrics.json"
 #: Settings a resumed run may change: they change where and how fast the same function is
 #: computed, not which (a device, TF32 or compiled kernels round differently, as a device does).
 RESUMABLE_CHANGES = frozenset({"out", "resume", "quiet", "threads", "device", "data_dir",
@@ -99,7 +96,7 @@ class Trainer:
         """Load ``out``'s last checkpoint into the parts, if there is one, and continue from
         where it was."""
         cfg, out, parts, ctx = self.cfg, self.out, self.parts, self.ctx
-        if not (out / "last.json").is_file():
+        if not (out / LAST_CHECKPOINT).is_file():
             return
         weights, saved, meta = load_checkpoint(out, prefer="last")
         if meta["model"] != cfg.model or meta["dataset"]["name"] != cfg.dataset:
@@ -151,7 +148,7 @@ class Trainer:
             return
 
         def write() -> None:
-            save_config(self.cfg, self.out / "config.yaml")
+            save_config(self.cfg, self.out / CONFIG)
             if init_row is not None:
                 write_json(self.out / INIT_METRICS, init_row)
 
@@ -319,7 +316,7 @@ class Trainer:
             summary.update(final_raw_test_acc=rows[-1]["raw_test_acc"],
                            best_raw_test_acc=max(r["raw_test_acc"] for r in rows))
         if ctx.is_main:
-            write_json(out / "summary.json", summary)
+            write_json(out / SUMMARY, summary)
         return summary
 
 
@@ -366,7 +363,7 @@ class Checkpointer:
         state = run.state
         self.row = state.rows[-1] if state.rows else None  # the last finished epoch's row
         self.where: str | None = None
-        if (run.out / "last.json").is_file():
+        if (run.out / LAST_CHECKPOINT).is_file():
             # epochs counted from 1 in every message: "after epoch 3", "step 40 of epoch 4"
             self.where = (f"step {state.start_step} of epoch {state.start_epoch + 1}"
                           if state.start_step else f"after epoch {state.start_epoch}")
@@ -422,11 +419,11 @@ class Checkpointer:
 
     def stopped(self, signum: int) -> Interrupted:
         name = signal.Signals(signum).name
-        return Interrupted(f"stopped by {name}; state saved in {self.run.out / 'last.json'} "
+        return Interrupted(f"stopped by {name}; state saved in {self.run.out / LAST_CHECKPOINT} "
                            f"({self.where}); continue with --resume", signum)
 
     def diverged(self, err: Diverged) -> HamixerError:
-        good = (f"{self.run.out / 'last.json'} ({self.where})" if self.where
+        good = (f"{self.run.out / LAST_CHECKPOINT} ({self.where})" if self.where
                 else "none was written")
         return HamixerError(f"{err}; last good checkpoint: {good}; lower the learning rate "
                             "or turn off --amp")
