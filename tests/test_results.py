@@ -332,6 +332,17 @@ def claim_finding1(f: Findings, records: Path) -> None:
             "make run's seed 0", "`make run` (seed 0)")
 
 
+def claim_former_finding1(f: Findings, records: Path) -> None:
+    near = "The same holds for attention"
+    rows = _rows(records, "former-finding1")
+    f.prose(r"tied, (\S+) M\) (\S+) ± (\S+),", [rows["symformer_m4_28"]["params"] / 1e6,
+                                                *_seeds(rows["symformer_m4_28"])],
+            "SymFormer's row", near)
+    f.prose(r"ViT (\S+) ± (\S+), ParaFormer (\S+) ± (\S+), ParaMixer (\S+) ± (\S+) %",
+            [v for m in ("vit_m4_28", "paraformer_m4_28", "paramixer_m4_28")
+             for v in _seeds(rows[m])], "the references' rows", near)
+
+
 def claim_finding2(f: Findings, records: Path) -> None:
     near = "--out results/finding2`"
     agg = _sweep(records, "finding2")
@@ -409,7 +420,8 @@ def claim_repeated_blocks(f: Findings, records: Path) -> None:
 
 
 CLAIMS: tuple[Callable[[Findings, Path], None], ...] = (
-    claim_finding1, claim_finding2, claim_finding3, claim_repeated_blocks)
+    claim_finding1, claim_former_finding1, claim_finding2, claim_finding3,
+    claim_repeated_blocks)
 
 
 def _claimed(page: str, records: Path) -> Findings:
