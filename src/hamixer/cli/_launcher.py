@@ -58,7 +58,7 @@ def cluster_options(args: argparse.Namespace, job_name: str) -> Any:
 
     parallel = getattr(args, "array_parallelism", None)
     if args.launcher == "local" and parallel is None:
-        from .compare import check_jobs
+        from .flags import check_jobs
 
         parallel = check_jobs(args.jobs)  # auto: submitit's local executor, one at a time
     return ClusterOptions(
