@@ -20,10 +20,10 @@ run: install
 	$(BIN)/hamixer compare --dataset digits --threads 1
 
 # the packages that are type-checked
-TYPED := src/hamixer/ham src/hamixer/models src/hamixer/measures
+TYPED := src/hamixer/ham src/hamixer/models src/hamixer/measures src/hamixer/train
 
-# lint: style, the layering contracts, and the types of the HAM library, the models and the
-# measures
+# lint: style, the layering contracts, and the types of the HAM library, the models, the
+# measures and the trainer
 lint: install
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/lint-imports

@@ -36,6 +36,9 @@ BEST_CHECKPOINT = "best.json"
 #: The logged weight symmetry over epochs and per block (``hamixer symmetry --plot``).
 SYMMETRY_PLOT = "symmetry.png"
 SYMMETRY_BLOCKS_PLOT = "symmetry-blocks.png"
+#: Loss and top-1 per epoch of a run (``hamixer train``), or test top-1 of every run of a
+#: comparison (``hamixer compare``).
+CURVES_PLOT = "curves.png"
 #: The record of a run's best checkpoint's iterated energies.
 ITERATED_ENERGY = "iterated_energy.json"
 
@@ -45,6 +48,7 @@ MEMORY_WEIGHTS = "model.safetensors"
 MEMORY_CONFIG = "config.json"
 DYNAMICS = "dynamics.json"
 COMPARISON = "results.json"
+COMPARISON_TABLE = "results.md"
 SWEEP = "sweep.json"
 #: What a plan's submission to Slurm records beside its runs (job id, runs, their logs).
 SUBMITTED = "submitted.json"

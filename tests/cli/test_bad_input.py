@@ -83,6 +83,12 @@ def test_bad_model_kwargs_write_nothing(tmp_path, capsys, command, kwarg, messag
     ("--mid-breaking-inits", "zeros", "--mid-breaking-inits: unknown 'zeros'; did you mean: zero?"),
     ("--breaking-inits", "xavier,xavier", "--breaking-inits must be distinct"),
     ("--breaking-inits", ",", "--breaking-inits names nothing (valid: xavier, zero, free)"),
+    # given after the grid's own --lambdas, so this one is the one read
+    ("--lambdas", "1,-1", "--lambdas must be distinct numbers >= 0, got '1,-1'"),
+    ("--lambdas", "1,nan", "--lambdas must be distinct numbers >= 0, got '1,nan'"),
+    ("--lambdas", "1,1e-2,0.01", "--lambdas must be distinct numbers >= 0"),
+    ("--lambdas", "1,x", "--lambdas must be comma-separated numbers >= 0, got '1,x'"),
+    ("--mid-seeds", "1,1", "--mid-seeds must be distinct integers, got '1,1'"),
 ])
 def test_bad_sweep_plan_writes_nothing(tmp_path, capsys, flag, value, message):
     out = tmp_path / "run"

@@ -13,9 +13,13 @@ def test_seeds_and_positive_integers_are_comma_separated_and_distinct():
     for bad in ("", "0,0", "a"):
         with pytest.raises(ConfigError, match="--seeds must be"):
             parse_seeds(bad)
-    for bad in ("0", "2,2", "x", ""):
+    for bad in ("0", "2,2", ""):
         with pytest.raises(ConfigError, match="--n-iters must be distinct positive integers"):
             positive_ints(bad, "--n-iters")
+    with pytest.raises(ConfigError, match="--n-iters must be comma-separated positive integers"):
+        positive_ints("1,x", "--n-iters")
+    with pytest.raises(ConfigError, match="--mid-seeds must be distinct integers"):
+        parse_seeds("1,1", "--mid-seeds")
     check_jobs(1)
     with pytest.raises(ConfigError, match="--jobs must be >= 1, got 0"):
         check_jobs(0)

@@ -63,7 +63,7 @@ def test_compare_n_iters_is_the_study_in_one_command(tmp_path, capsys):
 @pytest.mark.parametrize("extra, needle", [
     (["--n-iters", "0,1"], "--n-iters must be distinct positive integers"),
     (["--n-iters", "2,2"], "--n-iters must be distinct positive integers"),
-    (["--n-iters", "a"], "--n-iters must be distinct positive integers"),
+    (["--n-iters", "a"], "--n-iters must be comma-separated positive integers, got 'a'"),
     (["--n-iters", "2", "--model-kwargs", "n_iter=2"], "not both"),
 ])
 def test_compare_n_iters_bad_input(tmp_path, capsys, extra, needle):

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..experiments.compare import run_compare
     from ..provenance import command_line
-    from ..runs import COMPARISON
+    from ..runs import COMPARISON, COMPARISON_TABLE, CURVES_PLOT
     from ._launcher import plan_launcher
     from .flags import (
         check_jobs,
@@ -78,5 +78,5 @@ def run(args: argparse.Namespace) -> int:
                       launcher=launcher)
     if res is None:  # submitted, not waited for
         return 0
-    finish(out, res["table"], ("results.md", COMPARISON, "curves.png"))
+    finish(out, res["table"], (COMPARISON_TABLE, COMPARISON, CURVES_PLOT))
     return 0

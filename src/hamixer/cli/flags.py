@@ -8,13 +8,15 @@ after the dataset, if any) < ``--set KEY=VALUE`` < explicit flags.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import ConfigError
 from ..runs import LAST_CHECKPOINT, has_checkpoint
 from ..train.config import COMPILE_MODES, CONFIG_DIR, TrainConfig, load_yaml, merge, parse_kv
+
+T = TypeVar("T")
 
 # flag → (config field, type, help); every flag defaults to "not given".
 RECIPE_FLAGS: list[tuple[str, str, Any, str]] = [
@@ -288,26 +290,27 @@ def check_jobs(jobs: str | int) -> int | None:
     return n
 
 
-def positive_ints(text: str, flag: str) -> list[int]:
-    """``flag``'s comma-separated distinct positive integers, e.g. ``--n-iters 1,2,3``."""
+def comma_list(text: str, flag: str, kind: Callable[[str], T], what: str,
+               valid: Callable[[T], bool] = lambda value: True) -> list[T]:
+    """``flag``'s comma-separated distinct values, each read by ``kind`` (``int``, ``float``)
+    and accepted by ``valid``; ``what`` names them in the one-line error ("integers")."""
     try:
-        values = [int(s) for s in text.split(",") if s.strip()]
+        values = [kind(s) for s in text.split(",") if s.strip()]
     except ValueError:
-        values = []
-    if not values or len(set(values)) != len(values) or min(values) < 1:
-        raise ConfigError(f"{flag} must be distinct positive integers, e.g. 1,2,3; got {text!r}")
+        raise ConfigError(f"{flag} must be comma-separated {what}, got {text!r}") from None
+    if not values or len(set(values)) != len(values) or not all(map(valid, values)):
+        raise ConfigError(f"{flag} must be distinct {what}, got {text!r}")
     return values
 
 
-def parse_seeds(text: str) -> list[int]:
-    """``--seeds``' comma-separated distinct integers, e.g. ``0,1,2``."""
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise ConfigError(f"--seeds must be comma-separated integers, got {text!r}") from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ConfigError(f"--seeds must be distinct integers, got {text!r}")
-    return seeds
+def positive_ints(text: str, flag: str) -> list[int]:
+    """``flag``'s comma-separated distinct positive integers, e.g. ``--n-iters 1,2,3``."""
+    return comma_list(text, flag, int, "positive integers", lambda n: n >= 1)
+
+
+def parse_seeds(text: str, flag: str = "--seeds") -> list[int]:
+    """``flag``'s comma-separated distinct integers, e.g. ``--seeds 0,1,2``."""
+    return comma_list(text, flag, int, "integers")
 
 
 def finish(out: Path, table: str, files: Sequence[str]) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from .flags import add_jobs_argument, check_jobs, finish, parse_seeds
+from .flags import add_jobs_argument, check_jobs, comma_list, finish, parse_seeds
 
 NAME = "sweep"
 HELP = ("train AsymMixer (or AsymFormer) at each λ plus its tied and free references (same "
@@ -67,18 +67,6 @@ def _choices(text: str, valid: Sequence[str], flag: str) -> list[str]:
     return items
 
 
-def _lambdas(text: str) -> list[float]:
-    from ..errors import ConfigError
-
-    try:
-        lams = [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ConfigError(f"--lambdas must be comma-separated numbers, got {text!r}") from None
-    if not lams or len(set(lams)) != len(lams) or any(not (x >= 0) for x in lams):
-        raise ConfigError(f"--lambdas must be distinct numbers >= 0, got {text!r}")
-    return lams
-
-
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -91,11 +79,13 @@ def run(args: argparse.Namespace) -> int:
     from .flags import config_from_args
 
     family = SWEEP_FAMILIES[args.family]
-    lambdas = _lambdas(args.lambdas)
+    # x >= 0 is False for NaN: λ is a number >= 0
+    lambdas = comma_list(args.lambdas, "--lambdas", float, "numbers >= 0", lambda x: x >= 0)
     seeds = parse_seeds(args.seeds)
     plan = SweepPlan(
         lambdas=lambdas, seeds=seeds,
-        mid_seeds=parse_seeds(args.mid_seeds) if args.mid_seeds is not None else None,
+        mid_seeds=(None if args.mid_seeds is None
+                   else parse_seeds(args.mid_seeds, "--mid-seeds")),
         breaking_inits=_choices(args.breaking_inits, BREAKING_INITS, "--breaking-inits"),
         mid_breaking_inits=(None if args.mid_breaking_inits is None else _choices(
             args.mid_breaking_inits, BREAKING_INITS, "--mid-breaking-inits")),

@@ -92,9 +92,9 @@ def plot_run_curves(out: str, model: str) -> str:
     from pathlib import Path
 
     from ..plots import plot_run_curves as draw
-    from ..runs import read_metrics
+    from ..runs import CURVES_PLOT, read_metrics
 
-    path = Path(out) / "curves.png"
+    path = Path(out) / CURVES_PLOT
     run = "/".join(Path(out).resolve().parts[-2:])
     draw(read_metrics(out), path, f"{model} ({run}): loss and top-1 per epoch")
     return str(path)

@@ -20,7 +20,14 @@ from typing import Any
 
 from ..io import write_json, write_text
 from ..plots import plot_curves
-from ..runs import COMPARISON, format_mean_std, mean_std, read_metrics
+from ..runs import (
+    COMPARISON,
+    COMPARISON_TABLE,
+    CURVES_PLOT,
+    format_mean_std,
+    mean_std,
+    read_metrics,
+)
 from ..train.config import TrainConfig
 from .cluster import check_no_active_submission
 from .jobs import Job, Launcher, run_jobs
@@ -80,8 +87,8 @@ def run_compare(base: TrainConfig, models: Sequence[str], seeds: Sequence[int], 
                "models": rows, "runs": runs, "command": command}
     write_json(out / COMPARISON, results)
     table = format_table(rows, len(seeds))
-    write_text(out / "results.md", _header(base, seeds, n_iters) + table + "\n")
-    plot_curves(curves, out / "curves.png", f"{base.dataset}: test accuracy")
+    write_text(out / COMPARISON_TABLE, _header(base, seeds, n_iters) + table + "\n")
+    plot_curves(curves, out / CURVES_PLOT, f"{base.dataset}: test accuracy")
     return {"results": results, "table": table}
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from ..errors import HamixerError
 from ..runs import (
     COMPARISON,
+    CURVES_PLOT,
     DYNAMICS,
     LAST_CHECKPOINT,
     METRICS,
@@ -269,7 +270,7 @@ def section_compare(run_dir: Path, figs: _Figures) -> str:
              + ".\n",
              *([model_arguments_line(kwargs) + "\n"] if kwargs else []),
              format_table(data["models"], len(seeds)) + "\n",
-             figs.add(run_dir / "curves.png", run_dir.name, "test accuracy per epoch")]
+             figs.add(run_dir / CURVES_PLOT, run_dir.name, "test accuracy per epoch")]
     sym_rows = [row for r in data["models"] if (row := _seeds_symmetry(run_dir, data, r["model"]))]
     if sym_rows:
         over = (f"seed {seeds[0]}" if len(seeds) == 1 else

@@ -23,7 +23,7 @@ import json
 import os
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -65,7 +65,9 @@ def _load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
 def rng_state() -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Python, numpy (JSON) and torch (tensors) RNG states."""
     py = random.getstate()
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    # the legacy tuple form (numpy types it as that or a dict)
+    state = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state(legacy=True))
+    name, keys, pos, has_gauss, gauss = state
     json_state = {"python": [py[0], list(py[1]), py[2]],
                   "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(gauss)]}
     tensors = {"rng.torch": torch.get_rng_state()}
@@ -87,7 +89,8 @@ def set_rng_state(json_state: dict[str, Any], tensors: dict[str, torch.Tensor]) 
 
 
 def _split_optimizer(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    tensors, scalars = {}, {}
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {}
     for idx, pstate in state["state"].items():
         for key, value in pstate.items():
             if isinstance(value, torch.Tensor):

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -173,7 +173,8 @@ def matrix_param_names(model: nn.Module) -> set[str]:
     classifier head. Norm gains and shifts of a joint norm are 2-D ([S, C]) but not matrices."""
     from ..models.mlp import MixingMLP
 
-    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    get_classifier = getattr(model, "get_classifier", None)
+    head = get_classifier() if callable(get_classifier) else None
     names: set[str] = set()
     for mod_name, mod in model.named_modules():
         if mod is head or not isinstance(mod, (MixingMLP, nn.Linear)):
@@ -225,7 +226,10 @@ def make_optimizer_and_scheduler(cfg: TrainConfig, model: nn.Module, updates_per
         return optimizer, None
     scheduler, _ = create_scheduler_v2(
         optimizer, sched=cfg.sched, num_epochs=cfg.epochs, min_lr=cfg.min_lr,
-        warmup_lr=cfg.warmup_lr, warmup_epochs=cfg.warmup_epochs, step_on_epochs=False,
+        # timm annotates warmup_epochs as int, but with step_on_epochs=False it is scaled by
+        # updates_per_epoch, so a fraction of an epoch (a short recipe's warm-up) is exact
+        warmup_lr=cfg.warmup_lr, warmup_epochs=cfg.warmup_epochs,  # type: ignore[arg-type]
+        step_on_epochs=False,
         updates_per_epoch=updates_per_epoch)
     return optimizer, scheduler
 
@@ -294,7 +298,8 @@ def build_parts(cfg: TrainConfig, ctx: DistContext,
     if cfg.channels_last:  # before the optimizer and the EMA see the parameters
         model = model.to(memory_format=torch.channels_last)
     source = model_source(cfg.model)
-    mean, std = model.pretrained_cfg["mean"], model.pretrained_cfg["std"]
+    pretrained = cast(dict[str, Any], model.pretrained_cfg)  # a plain dict timm sets
+    mean, std = tuple(pretrained["mean"]), tuple(pretrained["std"])
     train_batches = ImageBatches(train_split, cfg.batch_size, img_size, mean, std, num_classes,
                                  train=True, augment=cfg.augment, device=device,
                                  limit=cfg.limit_train, shard=(ctx.rank, ctx.world))

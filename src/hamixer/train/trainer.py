@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -108,7 +108,7 @@ class Trainer:
             raise HamixerError(f"{out} was trained {'with' if parts.ema is None else 'without'} "
                                "a weight EMA; resume with the same --model-ema setting")
         load_weights(parts.model, weights, meta)
-        if parts.ema is not None:
+        if parts.ema is not None and ema_weights is not None:  # both or neither, checked above
             load_weights(parts.ema.module, ema_weights, meta)
         restore_training_state(meta, saved, parts.optimizer, parts.scheduler, parts.scaler)
         steps = len(parts.train_batches)
@@ -170,7 +170,8 @@ class Trainer:
             self.step_model = DistributedDataParallel(
                 parts.model, device_ids=[device.index] if device.type == "cuda" else None)
         if cfg.compile:  # the training step only: evaluation, hooks and checkpoints use the model
-            self.step_model = torch.compile(self.step_model, mode=cfg.compile_mode)
+            # compiling a Module gives a Module (an OptimizedModule): the step calls .train()
+            self.step_model = cast(nn.Module, torch.compile(self.step_model, mode=cfg.compile_mode))
         self.log(_describe(cfg, parts, ctx))
         self.checkpointer = Checkpointer(self)
         steps = len(parts.train_batches)
@@ -279,8 +280,8 @@ class Trainer:
                 "loss_sum": loss_sum, "correct": correct, "n": n, "seconds": elapsed})
         seconds = done_seconds + time.perf_counter() - start
         if ctx.enabled:
-            loss_sum, correct, n = ctx.sum([loss_sum, correct, n], device)
-            correct, n = int(correct), int(n)
+            loss_sum, total_correct, total_n = ctx.sum([loss_sum, correct, n], device)
+            correct, n = int(total_correct), int(total_n)
         if n == 0:
             raise HamixerError(f"epoch {epoch + 1}: no training batches")
         return {"loss": loss_sum / n, "acc": 100.0 * correct / n, "seconds": seconds,
