@@ -48,6 +48,14 @@ def usable_cores() -> int:
     return cores if quota is None else max(1, min(cores, math.floor(quota)))
 
 
+def omp_threads() -> int | None:
+    """The threads per process the user's ``OMP_NUM_THREADS`` asks for (its first level,
+    where it lists one per nesting level, e.g. ``4,2``), or None where it is unset or not a
+    positive integer."""
+    first = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    return int(first) if first.isdigit() and int(first) > 0 else None
+
+
 def cgroup_cpu_quota(cpu_max: Path = CGROUP_CPU_MAX,
                      v1: tuple[Path, Path] = CGROUP_V1_QUOTA) -> float | None:
     """The CPUs' worth of time per period that this process's cgroup may use (2.5: two and

@@ -99,6 +99,37 @@ def test_usable_cores_take_the_affinity_and_the_quota(monkeypatch):
     assert device.usable_cores() == 4
 
 
+def test_omp_num_threads_sets_the_threads_per_run_unless_the_command_does(monkeypatch):
+    """A user's OMP_NUM_THREADS is the threads one torch process takes; a pool of runs keeps
+    to it too (more runs side by side instead), and says where the number came from."""
+    from dataclasses import replace
+
+    from hamixer import device
+    from hamixer.experiments import jobs as jobs_mod
+    from hamixer.experiments.jobs import Job, plan_parallelism
+    from hamixer.train.config import TrainConfig
+
+    monkeypatch.setattr(device, "usable_cores", lambda: 16)
+    monkeypatch.setattr(jobs_mod, "_cuda_devices", lambda jobs: 0)
+    plan = [Job(f"run{k}", TrainConfig(seed=k)) for k in range(4)]
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert plan_parallelism(plan, None) == (
+        Parallelism(4, 4), "4 runs, 4 at a time × 4 threads (16 usable cores)")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert plan_parallelism(plan, None) == (
+        Parallelism(4, 1),
+        "4 runs, 4 at a time × 1 thread (16 usable cores, threads from OMP_NUM_THREADS=1)")
+    monkeypatch.setenv("OMP_NUM_THREADS", "8,2")  # one count per nesting level: the first
+    assert plan_parallelism(plan, None)[0] == Parallelism(2, 8)
+    assert plan_parallelism(plan, 1)[0] == Parallelism(1, 8)  # --jobs still wins
+    threaded = [replace(job, cfg=replace(job.cfg, threads=2)) for job in plan]
+    assert plan_parallelism(threaded, None) == (  # and --threads over the variable
+        Parallelism(4, 2), "4 runs, 4 at a time × 2 threads (16 usable cores)")
+    for unusable in ("", " ", "0", "-3", "x", "2.5"):
+        monkeypatch.setenv("OMP_NUM_THREADS", unusable)
+        assert device.omp_threads() is None, unusable
+
+
 # ------------------------------------------------------------------ end to end
 def test_compare_says_and_uses_its_choice(tmp_path, capsys, monkeypatch):
     """On one usable core two runs train here, one after the other, with one thread each,
@@ -106,6 +137,7 @@ def test_compare_says_and_uses_its_choice(tmp_path, capsys, monkeypatch):
     from hamixer import device
 
     monkeypatch.setattr(device, "usable_cores", lambda: 1)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # the choice, not the user's
     out = tmp_path / "cmp"
     assert main(["compare", "--models", "paramixer", "--seeds", "0,1", "--out", str(out),
                  *TINY]) == 0

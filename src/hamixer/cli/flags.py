@@ -274,7 +274,7 @@ def add_jobs_argument(p: argparse.ArgumentParser) -> None:
                    help="trainings at a time, each in its own process with its share of the "
                         "CPU threads (or its own GPU); 1: one after the other, here; default "
                         "auto: one per GPU, or on a CPU as many as the usable cores allow at "
-                        "--threads (default 1) each")
+                        "--threads (default: OMP_NUM_THREADS, else 1) each")
 
 
 def check_jobs(jobs: str | int) -> int | None:

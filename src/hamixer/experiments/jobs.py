@@ -80,11 +80,29 @@ class Parallelism:
     workers: int
     threads: int
 
-    def describe(self, runs: int, cores: int, gpus: int = 0) -> str:
-        """The plan's line: ``4 runs, 2 at a time × 1 thread (2 usable cores)``."""
+    def describe(self, runs: int, cores: int, gpus: int = 0, threads_from: str = "") -> str:
+        """The plan's line: ``4 runs, 2 at a time × 1 thread (2 usable cores)``, and where
+        the threads came from if not from the command (``threads_from``)."""
         where = f"{_count(gpus, 'GPU')}, " if gpus else ""
+        source = f", threads from {threads_from}" if threads_from else ""
         return (f"{_count(runs, 'run')}, {self.workers} at a time × "
-                f"{_count(self.threads, 'thread')} ({where}{_count(cores, 'usable core')})")
+                f"{_count(self.threads, 'thread')} ({where}{_count(cores, 'usable core')}"
+                f"{source})")
+
+
+def plan_parallelism(jobs: Sequence[Job], n_jobs: int | None) -> tuple[Parallelism, str]:
+    """:func:`parallelism` for ``jobs`` on this process's cores and GPUs, and its line. The
+    threads per run are the command's ``--threads`` (the same in every run of a plan), else
+    the user's ``OMP_NUM_THREADS``, which torch would take for one process and which a pool
+    of them should not exceed either, else chosen."""
+    from ..device import omp_threads, usable_cores
+
+    cores, gpus = usable_cores(), _cuda_devices(jobs)
+    asked, source = jobs[0].cfg.threads, ""
+    if asked is None and (asked := omp_threads()) is not None:
+        source = f"OMP_NUM_THREADS={asked}"
+    par = parallelism(cores, len(jobs), n_jobs, asked, gpus)
+    return par, par.describe(len(jobs), cores, gpus, source)
 
 
 def _count(n: int, thing: str) -> str:
@@ -125,8 +143,6 @@ def run_jobs(jobs: Sequence[Job], n_jobs: int | None = None, log: Callable[[str]
     order, or None when ``launcher`` only submitted the unfinished ones. ``n_jobs`` runs
     train at a time (None: :func:`parallelism` chooses). Raises :class:`HamixerError` naming
     the runs that failed, after the others end."""
-    from ..device import usable_cores
-
     if n_jobs is not None and n_jobs < 1:
         raise HamixerError(f"--jobs must be >= 1, got {n_jobs}")
     done = {k: s for k, job in enumerate(jobs) if (s := finished_summary(job.cfg)) is not None}
@@ -140,10 +156,8 @@ def run_jobs(jobs: Sequence[Job], n_jobs: int | None = None, log: Callable[[str]
             return None
         trained = dict(zip(todo, ran, strict=True))
     elif todo:
-        cores, gpus = usable_cores(), _cuda_devices(jobs)
-        # the user's --threads is the same in every run of a plan
-        par = parallelism(cores, len(jobs), n_jobs, jobs[0].cfg.threads, gpus)
-        log(par.describe(len(jobs), cores, gpus))
+        par, line = plan_parallelism(jobs, n_jobs)
+        log(line)
         with_threads = [replace(jobs[k], cfg=replace(
             jobs[k].cfg, threads=jobs[k].cfg.threads or par.threads)) for k in todo]
         if par.workers == 1 or len(todo) == 1:
