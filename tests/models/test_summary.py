@@ -34,3 +34,19 @@ def test_a_block_iterated_n_times_counts_every_application():
         return count_macs_by_module(model, (1, 8, 8))["HamMixer.blocks.0"]
 
     assert block_macs(3) == 3 * block_macs(1) > 0
+
+
+
+
+def test_fused_attention_is_counted_on_the_cpu():
+    """On the CPU, scaled_dot_product_attention runs a flash kernel the FLOP counter has no
+    cost for; the count must still hold attention's two matmuls, as on the meta device."""
+    from hamixer.models.summary import count_macs
+
+    n, d, hidden, blocks = 49, 96, 192, 6  # paraformer_m4_28: 7×7 patches of 4×4 pixels
+    per_block = 4 * n * d * d + 2 * n * d * hidden + 2 * n * n * d  # Q K V O, MLP, QKᵀ and PV
+    expected = n * 16 * d + blocks * per_block + d * 10  # stem, blocks, head
+    assert count_macs(create_model("paraformer_m4_28"), (1, 28, 28)) == expected
+    vit = create_model("vit_m4_28")  # timm's attention, the class token besides
+    with torch.device("meta"):
+        assert count_macs(vit, (1, 28, 28)) == count_macs(create_model("vit_m4_28"), (1, 28, 28))

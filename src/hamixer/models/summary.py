@@ -9,6 +9,7 @@ lists the whole registry, up to 228 M parameters, in the time of a few small mod
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass
 
 import torch
@@ -39,10 +40,20 @@ def count_macs_by_module(model: nn.Module, input_size: tuple[int, ...]) -> dict[
     was_training = model.training
     model.eval()
     x = torch.zeros(1, *input_size, device=next(model.parameters()).device)
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False) as counter, _attention_as_matmuls():
         model(x)
     model.train(was_training)
     return {name: sum(by_op.values()) // 2 for name, by_op in counter.get_flop_counts().items()}
+
+
+def _attention_as_matmuls() -> contextlib.AbstractContextManager:
+    """Fused attention computed by its two matmuls, which the counter sees: it knows the CUDA
+    kernels' costs but not the CPU's flash attention, and missed 11 % of a ViT's MACs."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # torch < 2.3
+        return contextlib.nullcontext()
+    return sdpa_kernel(SDPBackend.MATH)
 
 
 def count_macs(model: nn.Module, input_size: tuple[int, ...]) -> int:
