@@ -343,6 +343,18 @@ def claim_former_finding1(f: Findings, records: Path) -> None:
              for v in _seeds(rows[m])], "the references' rows", near)
 
 
+def claim_former_finding3(f: Findings, records: Path) -> None:
+    near = "The same for attention, started fully tied"
+    finals = {m: _symmetry(records, "former-finding3", m, ("attn.vo_qk_cosine", "mlp.cosine"))[1]
+              for m in ("paraformer_m4_28", "vit_m4_28")}
+    f.prose(r"ends at (\S+) ± (\S+) \(ParaFormer\) and\s+(\S+) ± (\S+) \(ViT\)",
+            [*finals["paraformer_m4_28"][0], *finals["vit_m4_28"][0]], "cos(VO, QK) at the end",
+            near)
+    f.prose(r"MLP cosine at (\S+) ± (\S+) and (\S+) ± (\S+)",
+            [*finals["paraformer_m4_28"][1], *finals["vit_m4_28"][1]], "the MLP cosine at the end",
+            near)
+
+
 def claim_finding2(f: Findings, records: Path) -> None:
     near = "--out results/finding2`"
     agg = _sweep(records, "finding2")
@@ -421,7 +433,7 @@ def claim_repeated_blocks(f: Findings, records: Path) -> None:
 
 CLAIMS: tuple[Callable[[Findings, Path], None], ...] = (
     claim_finding1, claim_former_finding1, claim_finding2, claim_finding3,
-    claim_repeated_blocks)
+    claim_former_finding3, claim_repeated_blocks)
 
 
 def _claimed(page: str, records: Path) -> Findings:
