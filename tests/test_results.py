@@ -373,11 +373,8 @@ def claim_finding2(f: Findings, records: Path) -> None:
     f.prose(r"from every start of W̃, (\S+)–(\S+) above it", [min(above), max(above)],
             "λ ≥ 1 above SymMixer", "Reproduced for the path")
     ends = [v for init in ("xavier", "zero", "free") for v in _agg_seeds(by[(0.0, init)])]
-    f.prose(r"every start of W̃: (\S+) ± (\S+) \(Xavier[^)]*\), (\S+) ± (\S+) \(`zero`\), "
+    f.prose(r"every start of W̃: (\S+) ± (\S+) \(Xavier[^)]*\),\s+(\S+) ± (\S+) \(`zero`\),\s+"
             r"(\S+) ± (\S+) %", ends, "λ = 0 from each start", "λ = 0, ParaMixer's")
-    nodecay = _rows(records, "finding2-nodecay")["asymmixer_m4_28"]
-    f.prose(r"(\S+) ± (\S+) % without weight decay", _seeds(nodecay), "no decay on W̃",
-            "λ = 0, ParaMixer's")
 
 
 def claim_finding3(f: Findings, records: Path) -> None:
