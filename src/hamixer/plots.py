@@ -155,10 +155,13 @@ _MIXER_LABELS = {"asym": "AsymMixer", "sym": "SymMixer", "para": "ParaMixer",
 
 def plot_sweep(agg: dict[str, Any], path: str | os.PathLike, metric: str = "best_acc",
                title: str = "AsymMixer: accuracy vs symmetry-breaking penalty λ",
-               labels: dict[str, str] | None = None) -> None:
+               labels: dict[str, str] | None = None,
+               forms: dict[str, str] | None = None) -> Figure:
     """Two panels: test accuracy vs λ with the reference levels; the breaking ratio vs λ.
     One line per W̃ start. ``labels``: the models' names and the ratio's (a Mixer sweep's
-    by default)."""
+    by default). ``forms`` (row key → label, e.g. a Transformer's MLP, W_V, W_O and key
+    term): with one W̃ start, the ratio panel also draws each form's own ratio. Returns the
+    figure it saved."""
     labels = {**_MIXER_LABELS, **(labels or {})}
     rows = agg["asym"]
     # λ = 0 sits one decade left of the smallest positive λ on the log axis, labelled "0".
@@ -176,7 +179,13 @@ def plot_sweep(agg: dict[str, Any], path: str | os.PathLike, metric: str = "best
                      color=f"C{i}", label=label)
         ax2.errorbar(lams, [r.get("breaking_ratio", math.nan) for r in sel],
                      yerr=[r.get("breaking_ratio_std", 0.0) for r in sel], marker="s",
-                     capsize=3, color=f"C{i}", label=label)
+                     capsize=3, color=f"C{i}", label=label + (" (mean)" if forms else ""))
+    if forms and len(inits) == 1:
+        # each form apart: whether the MLP, the value map and the key term leave the tie alike
+        lams = [r["lambda"] if r["lambda"] > 0 else zero_at for r in rows]
+        for (key, form), marker in zip(forms.items(), "^vD<>", strict=False):
+            ax2.plot(lams, [r.get(key, math.nan) for r in rows], marker=marker, ls=":",
+                     lw=1, markersize=4, alpha=0.8, label=form)
     styles = {"sym": (f"{labels['sym']} (tied)", "C3"), "para": (f"{labels['para']} (free)", "C2"),
               "vanilla": (f"{labels['vanilla']} (free, serial)", "C4"),
               "vit": ("ViT (timm)", "C5")}
@@ -203,11 +212,12 @@ def plot_sweep(agg: dict[str, Any], path: str | os.PathLike, metric: str = "best
     ax2.set_yscale("log")
     ax2.set_ylabel(labels["ratio"])
     ax2.set_title("size of the symmetry-breaking matrix")
-    if len(inits) > 1:
+    if len(inits) > 1 or forms:
         ax2.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, path)
+    return fig
 
 
 #: Line styles of the W̃ starts (the colour is λ's) and of the references (in black).

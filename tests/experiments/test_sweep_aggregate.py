@@ -109,3 +109,19 @@ def test_plan_spends_seeds_and_starts_on_the_ends():
     # without the mid-range settings, the middle gets what the ends get
     assert len(SweepPlan(lambdas=(1e-2,), seeds=(0, 1), breaking_inits=("zero", "free"),
                          references=()).entries()) == 4
+
+
+def test_plot_draws_each_form_of_a_transformer_sweep(tmp_path):
+    recs = _records()
+    for r in recs:
+        if r["kind"] == "asym":
+            r.update({"mlp.breaking_ratio": r["breaking_ratio"] / 2,
+                      "attn.value_breaking_ratio": r["breaking_ratio"] * 2})
+    forms = {"mlp.breaking_ratio": "MLP", "attn.value_breaking_ratio": "W_V"}
+    fig = plot_sweep(aggregate(recs, "former"), tmp_path / "sweep.png", forms=forms)
+    ratio_panel = fig.axes[1]
+    lines = {ln.get_label(): list(ln.get_ydata()) for ln in ratio_panel.get_lines()}
+    assert lines["MLP"] == [0.005, 0.1, 0.45] and lines["W_V"] == [0.02, 0.4, 1.8]
+    assert {"MLP", "W_V"} <= {t.get_text() for t in ratio_panel.get_legend().get_texts()}
+    # a Mixer sweep's one ratio: no form lines, no legend with one W̃ start
+    assert plot_sweep(aggregate(_records()), tmp_path / "m.png").axes[1].get_legend() is None

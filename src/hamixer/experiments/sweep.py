@@ -211,7 +211,8 @@ def run_sweep(base: TrainConfig, plan: SweepPlan, out: Path, symmetry: bool = Tr
     seeds_text = f"{n_seeds} seed{'s' if n_seeds > 1 else ''}"
     plot_sweep(agg, out / "sweep.png",
                title=f"{size['asym']} on {base.dataset}: accuracy vs penalty λ "
-                     f"({base.epochs} epochs, {seeds_text})", labels=sweep_labels(agg))
+                     f"({base.epochs} epochs, {seeds_text})", labels=sweep_labels(agg),
+              forms={k: v for k, v in fam.ratios.items() if k != "breaking_ratio"})
     plot_sweep_epochs(*epoch_series(records, family), out / "sweep-epochs.png",
                       title=f"{size['asym']} on {base.dataset}, per epoch (mean over seeds)",
                       ratio_label=sweep_labels(agg)["ratio"])
