@@ -179,13 +179,14 @@ def plot_sweep(agg: dict[str, Any], path: str | os.PathLike, metric: str = "best
                      color=f"C{i}", label=label)
         ax2.errorbar(lams, [r.get("breaking_ratio", math.nan) for r in sel],
                      yerr=[r.get("breaking_ratio_std", 0.0) for r in sel], marker="s",
-                     capsize=3, color=f"C{i}", label=label + (" (mean)" if forms else ""))
+                     capsize=3, color=f"C{i}",
+                     label=label + (", mean of the forms" if forms else ""))
     if forms and len(inits) == 1:
         # each form apart: whether the MLP, the value map and the key term leave the tie alike
         lams = [r["lambda"] if r["lambda"] > 0 else zero_at for r in rows]
-        for (key, form), marker in zip(forms.items(), "^vD<>", strict=False):
+        for j, ((key, form), marker) in enumerate(zip(forms.items(), "^vD<>", strict=False)):
             ax2.plot(lams, [r.get(key, math.nan) for r in rows], marker=marker, ls=":",
-                     lw=1, markersize=4, alpha=0.8, label=form)
+                     lw=1, markersize=4, alpha=0.8, color=f"C{j + len(inits)}", label=form)
     styles = {"sym": (f"{labels['sym']} (tied)", "C3"), "para": (f"{labels['para']} (free)", "C2"),
               "vanilla": (f"{labels['vanilla']} (free, serial)", "C4"),
               "vit": ("ViT (timm)", "C5")}
@@ -211,7 +212,7 @@ def plot_sweep(agg: dict[str, Any], path: str | os.PathLike, metric: str = "best
     ax1.legend(fontsize=8)
     ax2.set_yscale("log")
     ax2.set_ylabel(labels["ratio"])
-    ax2.set_title("size of the symmetry-breaking matrix")
+    ax2.set_title("size of the symmetry-breaking matri" + ("ces" if forms else "x"))
     if len(inits) > 1 or forms:
         ax2.legend(fontsize=8)
     fig.suptitle(title)

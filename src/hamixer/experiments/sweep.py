@@ -249,7 +249,7 @@ def sweep_labels(agg: dict[str, Any]) -> dict[str, str]:
     kind, and ``"ratio"``, what the figure's breaking ratio is."""
     fam = _family(agg)
     ratio = ("‖W̃‖ / ‖W1ᵀ‖ (mean over blocks and MLPs)" if fam is SWEEP_FAMILIES["mixer"] else
-             "‖breaking‖ / ‖tied‖ (mean over blocks and forms: MLP, W_V, W_O, key term)")
+             "‖breaking‖/‖tied‖ (mean over blocks and forms)")
     return {"asym": fam.asym[1], "ratio": ratio,
             **{k: label for k, (_, label) in fam.references.items()}}
 
