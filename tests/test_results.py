@@ -377,6 +377,23 @@ def claim_finding2(f: Findings, records: Path) -> None:
             r"(\S+) ± (\S+) %", ends, "λ = 0 from each start", "λ = 0, ParaMixer's")
 
 
+def claim_former_finding2(f: Findings, records: Path) -> None:
+    near = "The same path for attention"
+    agg = _sweep(records, "former-finding2")
+    refs = agg["reference"]
+    by = {r["lambda"]: r for r in agg["asym"]}
+    forms = ("mlp.breaking_ratio", "attn.value_breaking_ratio", "attn.out_breaking_ratio",
+             "attn.key_out_breaking_ratio")
+    strong = [by[10.0][k] for k in forms]
+    f.prose(r"falls to (\S+)–(\S+) of its tied part", [min(strong), max(strong)],
+            "λ = 10's breaking ratios", near)
+    f.prose(r"SymFormer's \((\S+) against (\S+) %\)",
+            [by[10.0]["best_acc"], refs["sym"]["best_acc"]], "λ = 10 against SymFormer", near)
+    f.prose(r"(\S+) points below ParaFormer \((\S+) against (\S+) %\)",
+            [refs["para"]["best_acc"] - by[0.0]["best_acc"], by[0.0]["best_acc"],
+             refs["para"]["best_acc"]], "λ = 0 against ParaFormer", near)
+
+
 def claim_finding3(f: Findings, records: Path) -> None:
     near = "--out results/init-symmetric-digits"
     rows = _rows(records, "init-symmetric-digits")
@@ -429,7 +446,8 @@ def claim_repeated_blocks(f: Findings, records: Path) -> None:
 
 
 CLAIMS: tuple[Callable[[Findings, Path], None], ...] = (
-    claim_finding1, claim_former_finding1, claim_finding2, claim_finding3,
+    claim_finding1, claim_former_finding1, claim_finding2, claim_former_finding2,
+    claim_finding3,
     claim_former_finding3, claim_repeated_blocks)
 
 
