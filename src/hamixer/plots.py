@@ -224,7 +224,7 @@ def plot_sweep(agg: dict[str, Any], path: str | os.PathLike, metric: str = "best
 #: Line styles of the W̃ starts (the colour is λ's) and of the references (in black).
 _INIT_STYLES = {"xavier": ("o", "-"), "zero": ("s", "--"), "free": ("^", ":")}
 _REFERENCE_STYLES = {"SymMixer": (0, (5, 2)), "ParaMixer": (0, (1, 1)),
-                     "vanilla Mixer": (0, (3, 1, 1, 1)), "ViT": (0, (6, 3)),
+                     "vanilla Mixer": (0, (3, 1, 1, 1)), "ViT": (0, (8, 2, 1, 2)),
                      "SymFormer": (0, (5, 2)), "ParaFormer": (0, (1, 1))}
 
 
