@@ -387,11 +387,11 @@ def claim_former_finding2(f: Findings, records: Path) -> None:
     strong = [by[10.0][k] for k in forms]
     f.prose(r"falls to (\S+)–(\S+) of its tied part", [min(strong), max(strong)],
             "λ = 10's breaking ratios", near)
-    f.prose(r"SymFormer's \((\S+) against (\S+) %\)",
-            [by[10.0]["best_acc"], refs["sym"]["best_acc"]], "λ = 10 against SymFormer", near)
-    f.prose(r"(\S+) points below ParaFormer \((\S+) against (\S+) %\)",
-            [refs["para"]["best_acc"] - by[0.0]["best_acc"], by[0.0]["best_acc"],
-             refs["para"]["best_acc"]], "λ = 0 against ParaFormer", near)
+    f.prose(r"SymFormer's \((\S+) ± (\S+) against (\S+) ± (\S+) %\)",
+            [*_agg_seeds(by[10.0]), *_agg_seeds(refs["sym"])], "λ = 10 against SymFormer", near)
+    f.prose(r"(\S+) points below ParaFormer \((\S+) ± (\S+) against (\S+) ± (\S+) %\)",
+            [refs["para"]["best_acc"] - by[0.0]["best_acc"], *_agg_seeds(by[0.0]),
+             *_agg_seeds(refs["para"])], "λ = 0 against ParaFormer", near)
 
 
 def claim_finding3(f: Findings, records: Path) -> None:
