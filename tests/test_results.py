@@ -378,13 +378,13 @@ def claim_finding2(f: Findings, records: Path) -> None:
 
 
 def claim_former_finding2(f: Findings, records: Path) -> None:
+    from hamixer.experiments.sweep import SWEEP_FAMILIES
+
     near = "The same path for attention"
     agg = _sweep(records, "former-finding2")
     refs = agg["reference"]
     by = {r["lambda"]: r for r in agg["asym"]}
-    forms = ("mlp.breaking_ratio", "attn.value_breaking_ratio", "attn.out_breaking_ratio",
-             "attn.key_out_breaking_ratio")
-    strong = [by[10.0][k] for k in forms]
+    strong = [by[10.0][k] for k in SWEEP_FAMILIES["former"].forms]
     f.prose(r"falls to (\S+)–(\S+) of its tied part", [min(strong), max(strong)],
             "λ = 10's breaking ratios", near)
     f.prose(r"SymFormer's \((\S+) ± (\S+) against (\S+) ± (\S+) %\)",
@@ -447,8 +447,7 @@ def claim_repeated_blocks(f: Findings, records: Path) -> None:
 
 CLAIMS: tuple[Callable[[Findings, Path], None], ...] = (
     claim_finding1, claim_former_finding1, claim_finding2, claim_former_finding2,
-    claim_finding3,
-    claim_former_finding3, claim_repeated_blocks)
+    claim_finding3, claim_former_finding3, claim_repeated_blocks)
 
 
 def _claimed(page: str, records: Path) -> Findings:

@@ -181,12 +181,13 @@ def plot_sweep(agg: dict[str, Any], path: str | os.PathLike, metric: str = "best
                      yerr=[r.get("breaking_ratio_std", 0.0) for r in sel], marker="s",
                      capsize=3, color=f"C{i}",
                      label=label + (", mean of the forms" if forms else ""))
-    if forms and len(inits) == 1:
-        # each form apart: whether the MLP, the value map and the key term leave the tie alike
-        lams = [r["lambda"] if r["lambda"] > 0 else zero_at for r in rows]
-        for j, ((key, form), marker) in enumerate(zip(forms.items(), "^vD<>", strict=False)):
-            ax2.plot(lams, [r.get(key, math.nan) for r in rows], marker=marker, ls=":",
-                     lw=1, markersize=4, alpha=0.8, color=f"C{j + len(inits)}", label=form)
+        if forms and len(inits) == 1:
+            # each form apart: whether the MLP, the value map and the key term leave the tie
+            # alike
+            for j, ((key, form), marker) in enumerate(zip(forms.items(), "^vD<>",
+                                                          strict=False)):
+                ax2.plot(lams, [r.get(key, math.nan) for r in sel], marker=marker, ls=":",
+                         lw=1, markersize=4, alpha=0.8, color=f"C{j + 1}", label=form)
     styles = {"sym": (f"{labels['sym']} (tied)", "C3"), "para": (f"{labels['para']} (free)", "C2"),
               "vanilla": (f"{labels['vanilla']} (free, serial)", "C4"),
               "vit": ("ViT (timm)", "C5")}

@@ -47,6 +47,11 @@ class SweepFamily:
     default_references: tuple[str, ...]
     ratios: dict[str, str]
 
+    @property
+    def forms(self) -> dict[str, str]:
+        """The ratios of the single forms (all but their mean, ``breaking_ratio``)."""
+        return {k: v for k, v in self.ratios.items() if k != "breaking_ratio"}
+
 
 #: ``--family``: the Mixers (AsymMixer, THEORY §3) or the Transformers (AsymFormer, §8).
 SWEEP_FAMILIES = {
@@ -212,7 +217,7 @@ def run_sweep(base: TrainConfig, plan: SweepPlan, out: Path, symmetry: bool = Tr
     plot_sweep(agg, out / "sweep.png",
                title=f"{size['asym']} on {base.dataset}: accuracy vs penalty λ "
                      f"({base.epochs} epochs, {seeds_text})", labels=sweep_labels(agg),
-              forms={k: v for k, v in fam.ratios.items() if k != "breaking_ratio"})
+              forms=fam.forms)
     plot_sweep_epochs(*epoch_series(records, family), out / "sweep-epochs.png",
                       title=f"{size['asym']} on {base.dataset}, per epoch (mean over seeds)",
                       ratio_label=sweep_labels(agg)["ratio"])
@@ -275,7 +280,7 @@ def format_sweep_md(agg: dict[str, Any]) -> str:
     """The sweep as a Markdown table: the tied model, the asymmetric one from large λ to 0
     (with each breaking ratio its family keeps), the free ones."""
     fam, labels = _family(agg), sweep_labels(agg)
-    ratios = [k for k in fam.ratios if k != "breaking_ratio"] or ["breaking_ratio"]
+    ratios = list(fam.forms) or ["breaking_ratio"]
     inits = {r.get("breaking_init", "xavier") for r in agg["asym"]}
     with_init = inits != {"xavier"}
     head = "| model | λ |" + (" W̃ start |" if with_init else "")
