@@ -5,6 +5,7 @@ from hamixer.experiments.sweep import (
     aggregate,
     format_sweep_md,
     middle_note,
+    seeds_title,
 )
 from hamixer.plots import plot_sweep
 
@@ -106,6 +107,10 @@ def test_plan_spends_seeds_and_starts_on_the_ends():
     assert middle_note(plan.mid_seeds, plan.mid_breaking_inits) == (
         " (0 < λ < 1: seeds 0; W̃ start xavier)")
     assert middle_note(None, None) == ""
+    # the figure's title counts the middle's seeds apart from the ends'
+    assert seeds_title(plan.seeds, plan.mid_seeds) == "2 seeds at the ends, 1 in between"
+    assert seeds_title((0, 1), None) == seeds_title((0, 1), (2, 3)) == "2 seeds"
+    assert seeds_title((0,), None) == "1 seed"
     # without the mid-range settings, the middle gets what the ends get
     assert len(SweepPlan(lambdas=(1e-2,), seeds=(0, 1), breaking_inits=("zero", "free"),
                          references=()).entries()) == 4

@@ -212,16 +212,24 @@ def run_sweep(base: TrainConfig, plan: SweepPlan, out: Path, symmetry: bool = Tr
     write_text(out / "sweep.md", header + table + (f"\n\n{ends}" if ends else "") + footer)
     from ..plots import plot_sweep, plot_sweep_epochs  # matplotlib: not for `sweep --help`
 
-    n_seeds = len(plan.seeds)
-    seeds_text = f"{n_seeds} seed{'s' if n_seeds > 1 else ''}"
     plot_sweep(agg, out / "sweep.png",
                title=f"{size['asym']} on {base.dataset}: accuracy vs penalty λ "
-                     f"({base.epochs} epochs, {seeds_text})", labels=sweep_labels(agg),
-              forms=fam.forms)
+                     f"({base.epochs} epochs, {seeds_title(plan.seeds, plan.mid_seeds)})",
+               labels=sweep_labels(agg), forms=fam.forms)
     plot_sweep_epochs(*epoch_series(records, family), out / "sweep-epochs.png",
                       title=f"{size['asym']} on {base.dataset}, per epoch (mean over seeds)",
                       ratio_label=sweep_labels(agg)["ratio"])
     return {"records": records, "aggregate": agg, "table": table, "ends": ends}
+
+
+def seeds_title(seeds: Sequence[int], mid_seeds: Sequence[int] | None) -> str:
+    """How many seeds a sweep's figure stands on: "2 seeds", or "2 seeds at the ends, 1 in
+    between" where the middle of the λ range has its own."""
+    def count(n: int) -> str:
+        return f"{n} seed{'s' if n > 1 else ''}"
+    if mid_seeds is None or len(mid_seeds) == len(seeds):
+        return count(len(seeds))
+    return f"{count(len(seeds))} at the ends, {len(mid_seeds)} in between"
 
 
 def middle_note(mid_seeds: Sequence[int] | None, mid_inits: Sequence[str] | None) -> str:
