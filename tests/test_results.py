@@ -384,11 +384,12 @@ def claim_former_finding2(f: Findings, records: Path) -> None:
     agg = _sweep(records, "former-finding2")
     refs = agg["reference"]
     by = {r["lambda"]: r for r in agg["asym"]}
-    strong = [by[10.0][k] for k in SWEEP_FAMILIES["former"].forms]
-    f.prose(r"falls to (\S+)–(\S+) of its tied part", [min(strong), max(strong)],
-            "λ = 10's breaking ratios", near)
-    f.prose(r"SymFormer's \((\S+) ± (\S+) against (\S+) ± (\S+) %\)",
-            [*_agg_seeds(by[10.0]), *_agg_seeds(refs["sym"])], "λ = 10 against SymFormer", near)
+    strong = [by[lam][k] for lam in (10.0, 1.0) for k in SWEEP_FAMILIES["former"].forms]
+    f.prose(r"falls to (\S+)–(\S+) of its tied", [min(strong), max(strong)],
+            "λ = 10's and 1's breaking ratios", near)
+    f.prose(r"SymFormer's \((\S+) ± (\S+) and (\S+) ± (\S+) against (\S+) ± (\S+) %\)",
+            [*_agg_seeds(by[10.0]), *_agg_seeds(by[1.0]), *_agg_seeds(refs["sym"])],
+            "λ = 10 and 1 against SymFormer", near)
     f.prose(r"(\S+) points below ParaFormer \((\S+) ± (\S+) against (\S+) ± (\S+) %\)",
             [refs["para"]["best_acc"] - by[0.0]["best_acc"], *_agg_seeds(by[0.0]),
              *_agg_seeds(refs["para"])], "λ = 0 against ParaFormer", near)
